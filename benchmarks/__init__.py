@@ -1,0 +1,1 @@
+"""Launchable, jitted studies and the one harness that drives every algorithm."""

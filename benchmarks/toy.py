@@ -1,0 +1,126 @@
+"""A linear fixed-point problem chased through a target network: the harness's toy.
+
+The online params theta regress onto a target they produce themselves,
+
+    y = A theta_bar + b + noise,    loss(theta) = 0.5 * mean_i ||theta - y_i||^2,
+
+with theta_bar the target network (an EMA, a periodic copy, or theta itself behind a
+stop-gradient). The fixed point is theta* = (I - A)^{-1} b. A is symmetric with
+eigenvalues in [-1, 0.5]; with plain SGD of learning rate eta and no target, the mode of
+eigenvalue -1 contracts by |1 - 2 eta| per step, so eta = 0.95 oscillates slowly and
+eta > 1 diverges. A soft target damps that oscillation; a too-slow one lags. It is
+small, exactly solvable and shows both failure modes, which is what the harness tests
+and the demo need.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+import stabilizers
+
+
+@struct.dataclass
+class Config:
+    """Toy fixed-point regression."""
+
+    dim: int = struct.field(pytree_node=False, default=16)
+    """Dimension of theta."""
+    batch_size: int = struct.field(pytree_node=False, default=32)
+    """Noisy targets averaged per step."""
+    target: str = struct.field(pytree_node=False, default="ema")
+    """Target network: "ema", "periodic" or "none" (online params behind a stop-gradient)."""
+    copy_every: int = struct.field(pytree_node=False, default=10)
+    """Copy period of the "periodic" target."""
+    problem_seed: int = struct.field(pytree_node=False, default=0)
+    """Seed of A and b (the problem; the run seeds vary init and noise)."""
+    learning_rate: float = 0.95
+    """SGD learning rate of the online params."""
+    decay: float = 0.9
+    """EMA decay of the "ema" target (weight on the old target)."""
+    noise: float = 0.1
+    """Standard deviation of the noise on each regression target."""
+
+
+class State(NamedTuple):
+    online: jax.Array
+    target: jax.Array
+    opt_state: optax.OptState
+    target_state: optax.OptState
+    key: jax.Array
+
+
+def problem(config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A, b, theta*) of the problem, fixed by `config.problem_seed` (numpy constants)."""
+    rng = np.random.default_rng(config.problem_seed)
+    q, _ = np.linalg.qr(rng.normal(size=(config.dim, config.dim)))
+    eig = np.linspace(-1.0, 0.5, config.dim)
+    a = (q * eig) @ q.T
+    b = rng.normal(size=config.dim)
+    theta_star = np.linalg.solve(np.eye(config.dim) - a, b)
+    return a.astype(np.float32), b.astype(np.float32), theta_star.astype(np.float32)
+
+
+def _target_tx(config: Config) -> optax.GradientTransformation:
+    if config.target == "ema":
+        return stabilizers.ema(config.decay)
+    if config.target == "periodic":
+        return stabilizers.periodic(config.copy_every)
+    if config.target == "none":
+        return stabilizers.ema(0.0)
+    raise ValueError(f"target must be 'ema', 'periodic' or 'none'; got {config.target!r}")
+
+
+def init(key: jax.Array, config: Config) -> State:
+    init_key, key = jax.random.split(key)
+    online = jax.random.normal(init_key, (config.dim,))
+    return State(
+        online=online,
+        target=online,
+        opt_state=optax.sgd(config.learning_rate).init(online),
+        target_state=_target_tx(config).init(online),
+        key=key,
+    )
+
+
+def loss_fn(online, target, noise, config: Config) -> jax.Array:
+    a, b, _ = problem(config)
+    y = (a @ jax.lax.stop_gradient(target) + b)[None, :] + config.noise * noise  # [batch, dim]
+    return 0.5 * jnp.mean(jnp.sum(jnp.square(online[None, :] - y), axis=-1))
+
+
+def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
+    key, noise_key = jax.random.split(state.key)
+    noise = jax.random.normal(noise_key, (config.batch_size, config.dim))
+    loss, grad = jax.value_and_grad(loss_fn)(state.online, state.target, noise, config)
+    updates, opt_state = optax.sgd(config.learning_rate).update(grad, state.opt_state)
+    online = optax.apply_updates(state.online, updates)
+    target, target_state = stabilizers.update_target(
+        _target_tx(config), online, state.target, state.target_state
+    )
+    new = State(online, target, opt_state, target_state, key)
+    return new, {
+        "loss": loss,
+        "error": _error(online, config),
+        "lag": stabilizers.lag(online, target),
+    }
+
+
+def _error(online, config):
+    _, _, theta_star = problem(config)
+    return jnp.linalg.norm(online - theta_star) / np.linalg.norm(theta_star)
+
+
+def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Array]:
+    del key
+    return {"error": _error(state.online, config)}
+
+
+def units(config: Config) -> tuple[str, int]:
+    return "samples", config.batch_size
