@@ -11,10 +11,21 @@ fields; here each one is an `optax.GradientTransformation`:
 - `schedules`: BYOL's cosine momentum, Consistency Training's N(k) and mu(k), iCT's
   curriculum;
 - `lag(online, target)`: the relative distance every study logs;
+- `until_converged(step, carry, max_steps, window)`: an inner loop that trains a lagging
+  partner until its windowed loss stops improving (He et al.'s aggressive encoder);
+- `switch_off(patience, compare)`: a phase that ends for good once a monitored metric
+  stops improving (the end of the aggressive phase);
 - `SharedCount`, `seed_axes`: keep shared periods cheap under `jax.vmap` over seeds.
 """
 
 from stabilizers import schedules
+from stabilizers.aggressive import (
+    InnerLoopInfo,
+    SwitchOff,
+    SwitchOffState,
+    switch_off,
+    until_converged,
+)
 from stabilizers.delayed import DelayedState, delayed
 from stabilizers.diagnostics import lag
 from stabilizers.parallel import SharedCount, is_shared, seed_axes, shared_count
@@ -25,8 +36,11 @@ __version__ = "0.1.0"
 __all__ = [
     "DelayedState",
     "EmaState",
+    "InnerLoopInfo",
     "PeriodicState",
     "SharedCount",
+    "SwitchOff",
+    "SwitchOffState",
     "delayed",
     "ema",
     "is_shared",
@@ -35,5 +49,7 @@ __all__ = [
     "schedules",
     "seed_axes",
     "shared_count",
+    "switch_off",
+    "until_converged",
     "update_target",
 ]

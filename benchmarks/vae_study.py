@@ -1,0 +1,358 @@
+"""Basic vs KL annealing vs aggressive VAE training, per seed: collapse or escape.
+
+    python -m benchmarks.vae_study run --data synthetic --variants basic,anneal,aggressive \\
+        --seeds 8 --epochs 10
+    python -m benchmarks.vae_study report --data synthetic
+
+`run` trains every (variant, seed) job through the harness into
+`OUT/<data>/<variant>/seed<k>/` (one seed per program: on CPU the aggressive inner loop is
+cheaper run seed by seed than vmapped, where every seed waits for the slowest; see
+`--vmap`), then measures the test NLL by importance sampling (`--iw-samples`, 500 as the
+paper) on the final params and writes `final.json` beside the harness's `results.json`.
+Jobs already done are skipped; an interrupted job resumes from its checkpoint, so the
+command can run in chunks (`timeout 1200 ...`, repeated). `--budget-minutes` stops
+starting new jobs once that much time has passed.
+
+`report` collects the jobs into `docs/results/vae_<data>.md` and `.json`: one row per seed
+(collapsed: AU = 0 and KL < 0.05; escaped: AU >= 1 and MI > 0.1) and a summary per variant
+(mean and standard deviation over seeds of NLL, KL, MI, AU and wall time), beside the
+paper's numbers for its own data sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import stabilizers
+from benchmarks import harness
+from generative import vae
+
+# Variants per data set: Config overrides. The first three are the study; the others are
+# the investigation of what makes the aggressive escape reliable.
+VARIANTS: dict[str, dict[str, dict]] = {
+    "synthetic": {
+        "basic": {},
+        "anneal": {"kl_start": 0.1},
+        "aggressive": {"aggressive": True},
+        # the switch-off rule's MI estimate: one estimate over the 10k validation
+        # sequences instead of the mean of per-batch (B = 16) estimates
+        "aggressive-mi-full": {"aggressive": True, "switch_mi_batch": 0},
+        # the switch-off rule: the image rule (5 epochs without a new best MI)
+        "aggressive-patience5": {
+            "aggressive": True,
+            "switch_patience": 5,
+            "switch_compare": "best",
+            "switch_initial": -math.inf,
+        },
+        # the optimizer: Adam 1e-3 (the authors' image setting) instead of SGD 1.0
+        "aggressive-adam": {"aggressive": True, "optimizer": "adam", "learning_rate": 1e-3},
+        "basic-adam": {"optimizer": "adam", "learning_rate": 1e-3},
+        # the inner loop: a short bound and window
+        "aggressive-inner30": {"aggressive": True, "inner_max_steps": 30, "inner_window": 5},
+    },
+    "mnist": {
+        "basic": {},
+        "anneal": {"kl_start": 0.1},
+        "aggressive": {"aggressive": True},
+    },
+}
+
+PAPER = {
+    # He et al. (2019), Tables 1-2, as quoted in the repository notes; KL, MI in nats,
+    # NLL in nats per sentence (text) or per image (OMNIGLOT).
+    "Yahoo": {
+        "VAE + anneal": {"nll": 328.6, "kl": 0.0, "mi": 0.0, "au": 0},
+        "SA-VAE + anneal": {"nll": 327.2, "kl": 5.2, "mi": 2.7, "au": 9},
+        "Ours + anneal (aggressive)": {"nll": 326.7, "kl": 5.7, "mi": 2.9, "au": 15},
+        "LSTM-LM": {"nll": 328.0},
+    },
+    "Yelp": {
+        "LSTM-LM": {"nll": 358.1},
+        "Ours (aggressive)": {"nll": 355.9, "kl": 3.8, "mi": 2.4, "au": 11},
+    },
+    "OMNIGLOT": {
+        "PixelCNN": {"nll": 89.73},
+        "Ours (aggressive)": {"nll": 89.1, "kl": 2.4, "au": 6},
+    },
+}
+
+
+def base_config(data: str) -> vae.Config:
+    if data == "synthetic":
+        return vae.Config(iw_samples=0)
+    if data == "mnist":
+        return vae.mnist_config(iw_samples=0)
+    raise SystemExit(f"--data must be one of {sorted(VARIANTS)}; got {data!r}")
+
+
+def job_config(data: str, variant: str) -> vae.Config:
+    if variant not in VARIANTS[data]:
+        raise SystemExit(
+            f"unknown variant {variant!r} for {data}; choose from {sorted(VARIANTS[data])}"
+        )
+    return dataclasses.replace(base_config(data), **VARIANTS[data][variant])
+
+
+def status(final: dict, s: int) -> str:
+    """ "collapsed" (AU 0 and KL < 0.05), "escaped" (AU >= 1 and MI > 0.1) or "partial"."""
+    au, kl, mi = final["au"][s], final["kl"][s], final["mi"][s]
+    if au == 0 and kl < 0.05:
+        return "collapsed"
+    if au >= 1 and mi > 0.1:
+        return "escaped"
+    return "partial"
+
+
+def run_job(data, variant, seeds, out, epochs, iw_samples, segments_per_epoch, progress):
+    cfg = job_config(data, variant)
+    per_epoch = vae.epoch_iterations(cfg)
+    iterations = epochs * per_epoch
+    seg = max(1, per_epoch // segments_per_epoch)
+    t0 = time.perf_counter()
+    result = harness.run(
+        vae,
+        cfg,
+        iterations=iterations,
+        seeds=len(seeds),
+        seed=seeds[0],
+        segment_length=seg,
+        out_dir=out,
+        checkpoint_every=1,
+        eval_every=1,
+        progress=progress,
+        curve_metric="kl",
+    )
+    if result.status != "completed":
+        print(f"[vae_study] {out}: {result.status}", file=sys.stderr)
+        return
+    nll_cfg = dataclasses.replace(cfg, iw_samples=iw_samples)
+    axes = stabilizers.seed_axes(result.states)
+    keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 0xE7A1) for s in seeds])
+    t1 = time.perf_counter()
+    ev = jax.jit(jax.vmap(vae.evaluate, in_axes=(axes, None, 0)))(result.states, nll_cfg, keys)
+    ev = {k: np.asarray(v).tolist() for k, v in jax.device_get(ev).items()}
+    nll_seconds = time.perf_counter() - t1
+    res = result.results
+    states = result.states
+    final = {
+        **ev,
+        "seeds": list(seeds),
+        "iterations": iterations,
+        "epochs": epochs,
+        "iw_samples": iw_samples,
+        "eval_examples": cfg.eval_examples,
+        # the check at which the aggressive phase ended (None: still on at the end)
+        "switch_off_epoch": [
+            None if bool(a) or not cfg.aggressive else int(c)
+            for a, c in zip(
+                np.asarray(states.switch.active), np.asarray(states.switch.checks), strict=True
+            )
+        ],
+        "resumed": res["iterations_this_call"] != iterations,
+        "compile_seconds": res["compile_seconds"],
+        "run_seconds": res["run_seconds"],
+        "train_seconds_per_seed": (res["run_seconds"] + res["compile_seconds"]) / len(seeds),
+        "nll_seconds": nll_seconds,
+        "job_seconds": time.perf_counter() - t0,
+        "vmapped_seeds": len(seeds),
+    }
+    with open(os.path.join(out, "final.json"), "w") as f:
+        json.dump(final, f, indent=1)
+    print(
+        f"[vae_study] {data}/{variant} seeds {seeds}: nll={np.round(ev['nll'], 2).tolist()} "
+        f"kl={np.round(ev['kl'], 3).tolist()} mi={np.round(ev['mi'], 3).tolist()} "
+        f"au={ev['au']} train {final['train_seconds_per_seed']:.0f}s/seed",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def cmd_run(args) -> int:
+    start = time.perf_counter()
+    variants = args.variants.split(",")
+    for v in variants:
+        job_config(args.data, v)  # fail early on a typo
+    for variant in variants:
+        groups = (
+            [list(range(args.seed, args.seed + args.seeds))]
+            if args.vmap
+            else [[s] for s in range(args.seed, args.seed + args.seeds)]
+        )
+        for seeds in groups:
+            name = f"seeds{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"seed{seeds[0]}"
+            out = os.path.join(args.out, args.data, variant, name)
+            if os.path.exists(os.path.join(out, "final.json")):
+                continue
+            if (time.perf_counter() - start) / 60 > args.budget_minutes:
+                print("[vae_study] time budget spent; run again to continue", file=sys.stderr)
+                return 0
+            run_job(
+                args.data,
+                variant,
+                seeds,
+                out,
+                args.epochs,
+                args.iw_samples,
+                args.segments_per_epoch,
+                not args.no_progress,
+            )
+    return 0
+
+
+def collect(root: str, data: str) -> dict[str, list[dict]]:
+    """{variant: [per-seed rows]} from every finished job under root/data."""
+    rows: dict[str, list[dict]] = {}
+    base = os.path.join(root, data)
+    for variant in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        for job in sorted(os.listdir(os.path.join(base, variant))):
+            path = os.path.join(base, variant, job, "final.json")
+            if not os.path.exists(path):
+                continue
+            with open(path) as f:
+                final = json.load(f)
+            for i, s in enumerate(final["seeds"]):
+                row = {k: final[k][i] for k in ("nll", "elbo", "kl", "mi", "mi_batch", "au")}
+                row.update(
+                    seed=s,
+                    status=status(final, i),
+                    switch_off_epoch=final["switch_off_epoch"][i],
+                    train_seconds=final["train_seconds_per_seed"],
+                    epochs=final["epochs"],
+                    resumed=final["resumed"],
+                )
+                rows.setdefault(variant, []).append(row)
+    for v in rows:
+        rows[v].sort(key=lambda r: r["seed"])
+    return rows
+
+
+def _ms(values, fmt="{:.2f}"):
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    if not v.size:
+        return "-"
+    if v.size == 1:
+        return fmt.format(v[0])
+    return f"{fmt.format(v.mean())} ± {fmt.format(v.std(ddof=1))}"
+
+
+def summary(rows: dict[str, list[dict]], order: list[str]) -> list[dict]:
+    out = []
+    base_time = None
+    if "basic" in rows:
+        base_time = np.mean([r["train_seconds"] for r in rows["basic"]])
+    for v in order:
+        if v not in rows:
+            continue
+        rs = rows[v]
+        counts = {k: sum(r["status"] == k for r in rs) for k in ("collapsed", "escaped", "partial")}
+        t = np.mean([r["train_seconds"] for r in rs])
+        out.append(
+            {
+                "variant": v,
+                "seeds": len(rs),
+                **counts,
+                "nll": _ms([r["nll"] for r in rs]),
+                "kl": _ms([r["kl"] for r in rs]),
+                "mi": _ms([r["mi"] for r in rs]),
+                "au": _ms([r["au"] for r in rs], "{:.1f}"),
+                "train_seconds": round(float(t), 1),
+                "time_vs_basic": round(float(t / base_time), 2) if base_time else None,
+                "nll_mean": float(np.mean([r["nll"] for r in rs])),
+            }
+        )
+    return out
+
+
+def cmd_report(args) -> int:
+    rows = collect(args.out, args.data)
+    if not rows:
+        raise SystemExit(f"no finished jobs under {os.path.join(args.out, args.data)}")
+    order = [v for v in VARIANTS[args.data] if v in rows]
+    summ = summary(rows, order)
+    lines = [
+        f"### {args.data}: final test metrics, mean ± std over seeds",
+        "",
+        "| variant | seeds | collapsed | escaped | partial | NLL | KL | MI | AU "
+        "| train s/seed | time vs basic |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summ:
+        lines.append(
+            f"| {s['variant']} | {s['seeds']} | {s['collapsed']} | {s['escaped']} | {s['partial']} "
+            f"| {s['nll']} | {s['kl']} | {s['mi']} | {s['au']} | {s['train_seconds']:.0f} "
+            f"| {s['time_vs_basic'] if s['time_vs_basic'] is not None else '-'}x |"
+        )
+    lines += [
+        "",
+        f"### {args.data}: per seed",
+        "",
+        "| variant | seed | status | NLL | KL | MI | MI (B-batch) | AU | aggressive off at epoch |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in order:
+        for r in rows[v]:
+            off = r["switch_off_epoch"]
+            off = (
+                "-"
+                if off is None and not v.startswith("aggressive")
+                else ("still on" if off is None else str(off))
+            )
+            lines.append(
+                f"| {v} | {r['seed']} | {r['status']} | {r['nll']:.2f} | {r['kl']:.3f} "
+                f"| {r['mi']:.3f} | {r['mi_batch']:.3f} | {r['au']:.0f} | {off} |"
+            )
+    lines += ["", "### The paper's numbers on its own data sets (for scale)", ""]
+    lines += ["| data set | model | NLL | KL | MI | AU |", "|---|---|---|---|---|---|"]
+    for ds, models in PAPER.items():
+        for m, vals in models.items():
+            cells = [str(vals.get(k, "-")) for k in ("nll", "kl", "mi", "au")]
+            lines.append(f"| {ds} | {m} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    os.makedirs(args.results, exist_ok=True)
+    with open(os.path.join(args.results, f"vae_{args.data}.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(args.results, f"vae_{args.data}.json"), "w") as f:
+        json.dump({"summary": summ, "per_seed": rows}, f, indent=1)
+    print(text)
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.vae_study",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="train the jobs (resumable)")
+    r.add_argument("--data", default="synthetic", choices=sorted(VARIANTS))
+    r.add_argument("--variants", default="basic,anneal,aggressive")
+    r.add_argument("--seeds", type=int, default=8)
+    r.add_argument("--seed", type=int, default=0, help="first seed")
+    r.add_argument("--epochs", type=int, default=10)
+    r.add_argument("--iw-samples", type=int, default=500)
+    r.add_argument("--segments-per-epoch", type=int, default=2)
+    r.add_argument("--vmap", action="store_true", help="all seeds of a variant in one program")
+    r.add_argument("--budget-minutes", type=float, default=math.inf)
+    r.add_argument("--out", default="runs/vae_study")
+    r.add_argument("--no-progress", action="store_true")
+    q = sub.add_parser("report", help="write the tables")
+    q.add_argument("--data", default="synthetic", choices=sorted(VARIANTS))
+    q.add_argument("--out", default="runs/vae_study")
+    q.add_argument("--results", default="docs/results")
+    args = p.parse_args(argv)
+    return cmd_run(args) if args.command == "run" else cmd_report(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

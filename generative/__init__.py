@@ -1,0 +1,1 @@
+"""Generative models trained through the harness: the VAE with aggressive inference."""
