@@ -42,7 +42,8 @@ from generative import vae
 VARIANTS: dict[str, dict[str, dict]] = {
     "synthetic": {
         "basic": {},
-        "anneal": {"kl_start": 0.1},
+        # KL weight 0.1 -> 1 over the first half of the 10-epoch budget
+        "anneal": {"kl_start": 0.1, "warm_up_epochs": 5.0},
         "aggressive": {"aggressive": True},
         # the switch-off rule's MI estimate: one estimate over the 10k validation
         # sequences instead of the mean of per-batch (B = 16) estimates
@@ -177,6 +178,17 @@ def run_job(data, variant, seeds, out, epochs, iw_samples, segments_per_epoch, p
     )
 
 
+def _job_minutes(variant_dir: str) -> float:
+    """Mean wall time of the finished jobs of a variant (0 when none)."""
+    times = []
+    for job in os.listdir(variant_dir) if os.path.isdir(variant_dir) else []:
+        path = os.path.join(variant_dir, job, "final.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                times.append(json.load(f)["job_seconds"] / 60)
+    return float(np.mean(times)) if times else 0.0
+
+
 def cmd_run(args) -> int:
     start = time.perf_counter()
     variants = args.variants.split(",")
@@ -193,8 +205,14 @@ def cmd_run(args) -> int:
             out = os.path.join(args.out, args.data, variant, name)
             if os.path.exists(os.path.join(out, "final.json")):
                 continue
-            if (time.perf_counter() - start) / 60 > args.budget_minutes:
-                print("[vae_study] time budget spent; run again to continue", file=sys.stderr)
+            elapsed = (time.perf_counter() - start) / 60
+            guess = _job_minutes(os.path.join(args.out, args.data, variant)) or args.job_minutes
+            if elapsed + guess > args.budget_minutes:
+                print(
+                    f"[vae_study] {elapsed:.1f} of {args.budget_minutes} minutes spent and the "
+                    f"next job takes about {guess:.1f}: run again to continue",
+                    file=sys.stderr,
+                )
                 return 0
             run_job(
                 args.data,
@@ -343,7 +361,15 @@ def main(argv=None) -> int:
     r.add_argument("--iw-samples", type=int, default=500)
     r.add_argument("--segments-per-epoch", type=int, default=2)
     r.add_argument("--vmap", action="store_true", help="all seeds of a variant in one program")
-    r.add_argument("--budget-minutes", type=float, default=math.inf)
+    r.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=math.inf,
+        help="start no job that would end after this (estimated from finished jobs)",
+    )
+    r.add_argument(
+        "--job-minutes", type=float, default=0.0, help="the estimate before any job finished"
+    )
     r.add_argument("--out", default="runs/vae_study")
     r.add_argument("--no-progress", action="store_true")
     q = sub.add_parser("report", help="write the tables")
