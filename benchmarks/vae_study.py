@@ -136,6 +136,19 @@ def run_job(data, variant, seeds, out, epochs, iw_samples, segments_per_epoch, p
     if result.status != "completed":
         print(f"[vae_study] {out}: {result.status}", file=sys.stderr)
         return
+    res = result.results
+    timing_path = os.path.join(out, "timing.json")
+    if res["iterations_this_call"] == iterations:  # trained start to end in this call
+        timing = {k: res[k] for k in ("run_seconds", "compile_seconds", "eval_seconds")}
+        timing["resumed"] = False
+        with open(timing_path, "w") as f:
+            json.dump(timing, f)
+    elif os.path.exists(timing_path):  # trained before; only the NLL was left
+        with open(timing_path) as f:
+            timing = json.load(f)
+    else:  # resumed mid-training: this call's time only
+        timing = {k: res[k] for k in ("run_seconds", "compile_seconds", "eval_seconds")}
+        timing["resumed"] = True
     nll_cfg = dataclasses.replace(cfg, iw_samples=iw_samples)
     axes = stabilizers.seed_axes(result.states)
     keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 0xE7A1) for s in seeds])
@@ -143,7 +156,6 @@ def run_job(data, variant, seeds, out, epochs, iw_samples, segments_per_epoch, p
     ev = jax.jit(jax.vmap(vae.evaluate, in_axes=(axes, None, 0)))(result.states, nll_cfg, keys)
     ev = {k: np.asarray(v).tolist() for k, v in jax.device_get(ev).items()}
     nll_seconds = time.perf_counter() - t1
-    res = result.results
     states = result.states
     final = {
         **ev,
@@ -159,10 +171,10 @@ def run_job(data, variant, seeds, out, epochs, iw_samples, segments_per_epoch, p
                 np.asarray(states.switch.active), np.asarray(states.switch.checks), strict=True
             )
         ],
-        "resumed": res["iterations_this_call"] != iterations,
-        "compile_seconds": res["compile_seconds"],
-        "run_seconds": res["run_seconds"],
-        "train_seconds_per_seed": (res["run_seconds"] + res["compile_seconds"]) / len(seeds),
+        "resumed": timing["resumed"],
+        "compile_seconds": timing["compile_seconds"],
+        "run_seconds": timing["run_seconds"],
+        "train_seconds_per_seed": (timing["run_seconds"] + timing["compile_seconds"]) / len(seeds),
         "nll_seconds": nll_seconds,
         "job_seconds": time.perf_counter() - t0,
         "vmapped_seeds": len(seeds),
