@@ -96,12 +96,29 @@ def base_config(data: str) -> vae.Config:
     raise SystemExit(f"--data must be one of {sorted(VARIANTS)}; got {data!r}")
 
 
-def job_config(data: str, variant: str) -> vae.Config:
+def parse_overrides(items: list[str]) -> dict:
+    """`["field=value", ...]` -> {field: value}, the value read as JSON when it parses
+    (numbers, true / false) and as a string otherwise; unknown fields fail loudly."""
+    fields = {f.name for f in dataclasses.fields(vae.Config)}
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or name not in fields:
+            raise SystemExit(f"--set wants field=value with a vae.Config field; got {item!r}")
+        try:
+            out[name] = json.loads(text)
+        except json.JSONDecodeError:
+            out[name] = text
+    return out
+
+
+def job_config(data: str, variant: str, overrides: dict | None = None) -> vae.Config:
     if variant not in VARIANTS[data]:
         raise SystemExit(
             f"unknown variant {variant!r} for {data}; choose from {sorted(VARIANTS[data])}"
         )
-    return dataclasses.replace(base_config(data), **VARIANTS[data][variant])
+    cfg = dataclasses.replace(base_config(data), **VARIANTS[data][variant])
+    return dataclasses.replace(cfg, **(overrides or {}))
 
 
 def status(final: dict, s: int) -> str:
@@ -114,8 +131,10 @@ def status(final: dict, s: int) -> str:
     return "partial"
 
 
-def run_job(data, variant, seeds, out, epochs, iw_samples, segments_per_epoch, progress):
-    cfg = job_config(data, variant)
+def run_job(
+    data, variant, seeds, out, epochs, iw_samples, segments_per_epoch, progress, overrides
+):
+    cfg = job_config(data, variant, overrides)
     per_epoch = vae.epoch_iterations(cfg)
     iterations = epochs * per_epoch
     seg = max(1, per_epoch // segments_per_epoch)
@@ -178,6 +197,8 @@ def run_job(data, variant, seeds, out, epochs, iw_samples, segments_per_epoch, p
         "nll_seconds": nll_seconds,
         "job_seconds": time.perf_counter() - t0,
         "vmapped_seeds": len(seeds),
+        "overrides": overrides,
+        "device": jax.devices()[0].device_kind,
     }
     with open(os.path.join(out, "final.json"), "w") as f:
         json.dump(final, f, indent=1)
@@ -204,8 +225,10 @@ def _job_minutes(variant_dir: str) -> float:
 def cmd_run(args) -> int:
     start = time.perf_counter()
     variants = args.variants.split(",")
+    overrides = parse_overrides(args.set)
+    vae.UNROLL = args.scan_unroll
     for v in variants:
-        job_config(args.data, v)  # fail early on a typo
+        job_config(args.data, v, overrides)  # fail early on a typo
     for variant in variants:
         groups = (
             [list(range(args.seed, args.seed + args.seeds))]
@@ -235,6 +258,7 @@ def cmd_run(args) -> int:
                 args.iw_samples,
                 args.segments_per_epoch,
                 not args.no_progress,
+                overrides,
             )
     return 0
 
@@ -373,6 +397,19 @@ def main(argv=None) -> int:
     r.add_argument("--iw-samples", type=int, default=500)
     r.add_argument("--segments-per-epoch", type=int, default=2)
     r.add_argument("--vmap", action="store_true", help="all seeds of a variant in one program")
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a vae.Config field for every job (repeatable), e.g. num_train=4000",
+    )
+    r.add_argument(
+        "--scan-unroll",
+        type=int,
+        default=1,
+        help="unroll of the LSTM scans (1 compiles fastest on CPU; 12 runs faster on a GPU)",
+    )
     r.add_argument(
         "--budget-minutes",
         type=float,

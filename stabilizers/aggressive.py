@@ -226,7 +226,8 @@ def switch_off(
       patience: misses that end the phase, an integer >= 1.
       compare: "previous" or "best".
       initial: the reference before the first check, in the metric's own orientation
-        (None: the worst value, so the first check never misses).
+        (None: the worst value, so the first check never misses; +-inf are stored as
+        the float32 extremes so that the state stays finite).
       maximize: True when a higher metric is better (mutual information), False for a
         loss.
       min_delta: the improvement a check needs not to miss (0: any non-decrease passes,
@@ -259,7 +260,11 @@ def switch_off(
         if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
             raise ValueError(f"{name} must be a number; got {name}={value!r}")
     sign = 1.0 if maximize else -1.0
-    start = -math.inf if initial is None else sign * float(initial)
+    # The reference lives in the state, which must stay finite (the harness treats inf as
+    # divergence): "no reference yet" is the most negative float32, not -inf.
+    lowest = float(jnp.finfo(jnp.float32).min)
+    start = lowest if initial is None else sign * float(initial)
+    start = min(max(start, lowest), -lowest)
 
     def init_fn() -> SwitchOffState:
         return SwitchOffState(

@@ -220,3 +220,12 @@ def test_switch_off_rejects_bad_arguments():
 def test_public_api():
     for name in ["until_converged", "switch_off", "InnerLoopInfo", "SwitchOff", "SwitchOffState"]:
         assert name in stabilizers.__all__ and hasattr(stabilizers, name)
+
+
+def test_switch_off_state_stays_finite_without_an_initial_reference():
+    for initial in (None, -math.inf):
+        rule = stabilizers.switch_off(patience=2, compare="best", initial=initial)
+        s = rule.init()
+        assert bool(jnp.isfinite(s.reference))
+        s = rule.update(s, -1e6)  # any first metric improves on "no reference"
+        assert int(s.misses) == 0 and float(s.reference) == -1e6
