@@ -131,9 +131,7 @@ def status(final: dict, s: int) -> str:
     return "partial"
 
 
-def run_job(
-    data, variant, seeds, out, epochs, iw_samples, segments_per_epoch, progress, overrides
-):
+def run_job(data, variant, seeds, out, epochs, iw_samples, segments_per_epoch, progress, overrides):
     cfg = job_config(data, variant, overrides)
     per_epoch = vae.epoch_iterations(cfg)
     iterations = epochs * per_epoch
