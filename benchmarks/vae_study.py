@@ -284,13 +284,14 @@ def _unfinished_job(path: str, job: str) -> dict | None:
     last = evals[-1]
     seeds = _seeds_of(job)
     off_at: list = [None] * len(seeds)
+    start = 0
     for e in lines:
         agg = e.get("train", {}).get("aggressive")
-        if agg is None:
-            continue
-        for i, a in enumerate(agg):
-            if a < 1.0 and off_at[i] is None:
-                off_at[i] = f"by iteration {e['iteration']}"
+        if agg is not None:
+            for i, a in enumerate(agg):
+                if a < 1.0 and off_at[i] is None:  # off for some step of this segment
+                    off_at[i] = f"in iterations {start}-{e['iteration']}"
+        start = e["iteration"]
     timing = {}
     if os.path.exists(os.path.join(path, "timing.json")):
         with open(os.path.join(path, "timing.json")) as f:

@@ -72,6 +72,6 @@ def test_report_reads_finished_and_cut_off_jobs(tmp_path):
     assert agg["escaped"] == 1 and agg["collapsed"] == 1 and agg["nll"] == "-"
     assert agg["iterations"] == 60 and not agg["finished"]
     seeds = out["per_seed"]["aggressive"]
-    assert [r["switch_off_epoch"] for r in seeds] == ["by iteration 60", "by iteration 50"]
+    assert [r["switch_off_epoch"] for r in seeds] == ["in iterations 50-60", "in iterations 0-50"]
     assert "unfinished" in (tmp_path / "res" / "t.md").read_text()
     assert os.path.exists(tmp_path / "res" / "t.md")
