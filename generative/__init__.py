@@ -1,0 +1,1 @@
+"""Generative models trained against their own targets: Consistency Training (CT, iCT)."""
