@@ -354,7 +354,7 @@ STUDIES = ("ablation", "compare", "bar", "toys", "digits", "mnist5k")
 DEFAULT_ITERATIONS = {
     "ablation": 8000,
     "compare": 8000,
-    "bar": 20_000,
+    "bar": 16_000,
     "toys": 10_000,
     "digits": 4000,
     "mnist5k": 12_000,

@@ -24,6 +24,8 @@ from typing import Any
 
 ALGORITHMS = {
     "toy": "benchmarks.toy",
+    "ct": "generative.consistency",
+    "ict": "generative.ict",
 }
 
 
