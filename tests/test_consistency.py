@@ -321,3 +321,14 @@ def test_energy_and_frechet_distances_known_answers():
     want = np.sum((f.mean(0) - g.mean(0)) ** 2) + np.trace(s_f + s_g) - 2 * cross
     np.testing.assert_allclose(gmetrics.frechet_distance(f, g), want, rtol=1e-3)
     assert abs(want - (1 + 1 + 1)) < 0.3  # the Gaussians' exact distance is 3
+
+
+def test_harness_host_loop_matches_scan():
+    # scan=False (one jitted step per call, for conv nets on CPU) gives the same run
+    from benchmarks import toy
+
+    kw = dict(iterations=30, seeds=2, segment_length=10, progress=False, plot=False)
+    a = harness.run(toy, toy.Config(), **kw)
+    b = harness.run(toy, toy.Config(), scan=False, **kw)
+    np.testing.assert_allclose(a.states.online, b.states.online, rtol=1e-6)
+    assert a.results["final_train"] == b.results["final_train"]
