@@ -332,3 +332,13 @@ def test_harness_host_loop_matches_scan():
     b = harness.run(toy, toy.Config(), scan=False, **kw)
     np.testing.assert_allclose(a.states.online, b.states.online, rtol=1e-6)
     assert a.results["final_train"] == b.results["final_train"]
+
+
+def test_ict_entry_point_has_the_ict_recipe():
+    from benchmarks import train
+    from generative import ict
+
+    import dataclasses
+
+    assert dataclasses.asdict(ict.Config()) == dataclasses.asdict(ct.ict_config())
+    assert train.load_algorithm("ict") is ict and train.load_algorithm("ct") is ct
