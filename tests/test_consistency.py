@@ -335,10 +335,10 @@ def test_harness_host_loop_matches_scan():
 
 
 def test_ict_entry_point_has_the_ict_recipe():
+    import dataclasses
+
     from benchmarks import train
     from generative import ict
-
-    import dataclasses
 
     assert dataclasses.asdict(ict.Config()) == dataclasses.asdict(ct.ict_config())
     assert train.load_algorithm("ict") is ict and train.load_algorithm("ct") is ct
