@@ -407,8 +407,8 @@ DEFAULT_ITERATIONS = {
     "compare": 8000,
     "bar": 16_000,
     "toys": 10_000,
-    "digits": 4000,
-    "mnist5k": 12_000,
+    "digits": 2000,
+    "mnist5k": 6000,
 }
 
 
