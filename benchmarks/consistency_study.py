@@ -27,6 +27,7 @@ import time
 import jax
 import numpy as np
 
+import stabilizers
 from benchmarks import harness, plots
 from benchmarks.stats import iqm
 from generative import consistency as ct
@@ -242,7 +243,8 @@ def _robust(states, config, draws: int = 10) -> dict:
         )
 
     keys = jax.random.split(jax.random.key(2024), draws)
-    per_draw = jax.jit(jax.vmap(jax.vmap(one_draw, in_axes=(None, 0)), in_axes=(0, None)))(
+    axes = stabilizers.seed_axes(states)  # the step counter is shared, not batched
+    per_draw = jax.jit(jax.vmap(jax.vmap(one_draw, in_axes=(None, 0)), in_axes=(axes, None)))(
         states, keys
     )  # [G, draws, 4]
     mean = np.asarray(per_draw).mean(axis=1)

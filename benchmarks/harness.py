@@ -333,12 +333,18 @@ def run(
         shard = lambda f, in_specs, out_specs: f  # noqa: E731
         place = lambda tree, specs: tree  # noqa: E731
 
+    def one_step(states, cfg):
+        # no lax.scan, not even of length 1: XLA keeps the loop, and the slow convolution
+        states, metrics = vstep(states, cfg)
+        metrics = jax.tree.map(lambda m: m[None], metrics)
+        return states, metrics, vfinite(states)
+
     def segment_program(length):
         if not scan:
             return _HostLoop(
                 jax.jit(
                     shard(
-                        lambda s, c: segment(s, c, 1),
+                        one_step,
                         (state_specs, cfg_specs),
                         (state_specs, P(None, _GRID), P(_GRID)),
                     )
