@@ -74,7 +74,7 @@ def _run(name, config, iterations, seeds=1, sweep=None, segments=40, eval_every=
         iterations=iterations,
         seeds=seeds,
         sweep=sweep,
-        segment_length=max(1, iterations // segments),
+        segment_length=kw.pop("segment_length", max(1, iterations // segments)),
         out_dir=out,
         checkpoint_every=kw.pop("checkpoint_every", 4),
         eval_every=eval_every,
@@ -354,13 +354,17 @@ IMAGE_CONFIGS = {
 }
 
 
-def images(name: str, iterations: int, stop_after_segments: int | None = None) -> None:
+def images(
+    name: str, iterations: int, stop_after_segments: int | None = None, upto: int | None = None
+) -> None:
+    """Trains on images (resumable); `upto` writes grids and distances of the checkpoint at
+    that iteration (a multiple of iterations // 40) of a run still in progress."""
     config = _config("ict", iterations, **IMAGE_CONFIGS[name])
     res, log = _run(
         name,
         config,
-        iterations,
-        segments=40,
+        upto or iterations,
+        segment_length=max(1, iterations // 40),
         eval_every=10,
         checkpoint_every=1,
         stop_after_segments=stop_after_segments,
@@ -387,7 +391,8 @@ def images(name: str, iterations: int, stop_after_segments: int | None = None) -
         _grid_png(
             os.path.join(FIGURES, f"ct_{name}_{steps}.png"),
             imgs,
-            f"{name}, iCT, {iterations} steps, {steps.replace('step', ' step')}: "
+            f"{name}, iCT, {res.results['iterations']} of {iterations} steps, "
+            f"{steps.replace('step', ' step')}: "
             f"FD {fd['frechet_' + steps]:.2f} (floor {fd['frechet_floor']:.2f})",
         )
     # the total CPU time over every chunk of a resumed run: the sum of logged segments
@@ -428,6 +433,12 @@ def main(argv=None) -> int:
         default=None,
         help="images: return after this many segments (resume later)",
     )
+    p.add_argument(
+        "--upto",
+        type=int,
+        default=None,
+        help="images: grids and distances of the checkpoint at this iteration (run unfinished)",
+    )
     args = p.parse_args(argv)
     iterations = args.iterations or DEFAULT_ITERATIONS[args.study]
     if args.study == "ablation":
@@ -439,7 +450,7 @@ def main(argv=None) -> int:
     elif args.study == "toys":
         toys(iterations)
     else:
-        images(args.study, iterations, args.stop_after_segments)
+        images(args.study, iterations, args.stop_after_segments, args.upto)
     return 0
 
 
