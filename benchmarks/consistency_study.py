@@ -342,11 +342,11 @@ IMAGE_CONFIGS = {
     ),
     "mnist5k": dict(
         data="mnist5k",
-        channels=(16, 32, 32),
-        batch_size=32,
+        channels=(32, 64, 64),
+        batch_size=128,
         learning_rate=1e-3,
         lr_schedule="cosine",
-        warmup=200,
+        warmup=500,
         sample_ema=0.999,
         mid_sigma=0.8,
         eval_samples=1000,
@@ -368,7 +368,8 @@ def images(
         eval_every=10,
         checkpoint_every=1,
         stop_after_segments=stop_after_segments,
-        scan=False,
+        # CPU: one jitted step per call (XLA's CPU convolutions are slow inside loops)
+        scan=jax.default_backend() != "cpu",
     )
     if res.results["status"] != "completed":
         print(
@@ -414,8 +415,8 @@ DEFAULT_ITERATIONS = {
     "compare": 8000,
     "bar": 16_000,
     "toys": 10_000,
-    "digits": 2000,
-    "mnist5k": 6000,
+    "digits": 8000,
+    "mnist5k": 20_000,
 }
 
 

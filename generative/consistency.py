@@ -618,11 +618,10 @@ def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Arra
             "ratio_1step": one / floor,
             "ratio_2step": two / floor,
         }
-    real_a, real_b = gmetrics.real_halves(config.data)
-    num = min(config.eval_samples, real_a.shape[0])
-    feats_a = gmetrics.classifier_features(config.data, jnp.asarray(real_a[:num]))
-    feats_b = gmetrics.classifier_features(config.data, jnp.asarray(real_b[:num]))
-    floor = gmetrics.frechet_distance(feats_a, feats_b)
+    num = min(config.eval_samples, gmetrics.real_halves(config.data)[0].shape[0])
+    feats_a, floor = gmetrics.real_reference(config.data, num)
+    feats_a = jnp.asarray(feats_a)
+    floor = jnp.asarray(floor, jnp.float32)
     one = gmetrics.frechet_distance(
         gmetrics.classifier_features(config.data, sample(params, one_key, config, num)), feats_a
     )

@@ -182,6 +182,27 @@ def classifier_features(name: str, images: jax.Array) -> jax.Array:
     return feats
 
 
+@functools.lru_cache(maxsize=8)
+def real_reference(name: str, num: int) -> tuple[np.ndarray, float]:
+    """Classifier features of the first `num` images of the first real half, and the floor
+    (the Frechet distance between the features of the two halves' first `num` images).
+
+    Computed once per (name, num) in a fresh thread, so that a caller inside `jit` embeds
+    the result as a constant instead of tracing the classifier on constant images (XLA
+    then constant-folds the convolutions at compile time, minutes on CPU).
+    """
+
+    def work():
+        real_a, real_b = real_halves(name)
+        feats = jax.jit(classifier_features, static_argnums=0)
+        feats_a = feats(name, jnp.asarray(real_a[:num]))
+        feats_b = feats(name, jnp.asarray(real_b[:num]))
+        return np.asarray(feats_a), float(frechet_distance(feats_a, feats_b))
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(work).result()
+
+
 @functools.lru_cache(maxsize=4)
 def real_halves(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Two disjoint halves of the real images of `name` (float32 in [-1, 1]), fixed shuffle."""
