@@ -139,8 +139,13 @@ def ablation(iterations: int) -> None:
     lag = lag.reshape(len(lag), len(mus), 5)
     x, r_curve = harness.curve(log, "ratio_1step", "samples")
     r_curve = r_curve.reshape(len(x), len(mus), 5)
+    robust = _robust(res.states, config)  # grid points in sweep-major order: [P * S]
     for p, m in enumerate(mus):
+        seeds_p = slice(5 * p, 5 * p + 5)
         table[f"mu0={m}"] = {
+            "mean_of_10_draws": {
+                k: v if k == "draws" else np.asarray(v)[seeds_p] for k, v in robust.items()
+            },
             "ratio_1step_iqm": iqm(ratio[p]),
             "ratio_1step_seeds": ratio[p],
             "ratio_2step_iqm": iqm(ratio2[p]),
@@ -313,7 +318,7 @@ def _grid_png(path: str, images: np.ndarray, title: str) -> None:
         canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + q * (w + 1) : 1 + q * (w + 1) + w] = (
             images[i] + 1
         ) / 2
-    fig, ax = plt.subplots(figsize=(4, 4.3), dpi=120)
+    fig, ax = plt.subplots(figsize=(4.6, 4.8), dpi=110)
     ax.imshow(
         canvas.squeeze(-1) if c == 1 else canvas,
         cmap="gray",
@@ -322,7 +327,7 @@ def _grid_png(path: str, images: np.ndarray, title: str) -> None:
         interpolation="nearest",
     )
     ax.set_axis_off()
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -355,13 +360,17 @@ IMAGE_CONFIGS = {
 
 
 def images(
-    name: str, iterations: int, stop_after_segments: int | None = None, upto: int | None = None
+    name: str,
+    iterations: int,
+    stop_after_segments: int | None = None,
+    upto: int | None = None,
+    tag: str = "",
 ) -> None:
     """Trains on images (resumable); `upto` writes grids and distances of the checkpoint at
     that iteration (a multiple of iterations // 40) of a run still in progress."""
     config = _config("ict", iterations, **IMAGE_CONFIGS[name])
     res, log = _run(
-        name,
+        name + tag,
         config,
         upto or iterations,
         segment_length=max(1, iterations // 40),
@@ -390,7 +399,7 @@ def images(
     os.makedirs(FIGURES, exist_ok=True)
     for steps, imgs in (("1step", one), ("2step", two)):
         _grid_png(
-            os.path.join(FIGURES, f"ct_{name}_{steps}.png"),
+            os.path.join(FIGURES, f"ct_{name}{tag}_{steps}.png"),
             imgs,
             f"{name}, iCT, {res.results['iterations']} of {iterations} steps, "
             f"{steps.replace('step', ' step')}: "
@@ -398,7 +407,7 @@ def images(
         )
     # the total CPU time over every chunk of a resumed run: the sum of logged segments
     _write(
-        f"consistency_{name}",
+        f"consistency_{name}{tag}",
         {
             "config": config,
             **fd,
@@ -440,6 +449,11 @@ def main(argv=None) -> int:
         default=None,
         help="images: grids and distances of the checkpoint at this iteration (run unfinished)",
     )
+    p.add_argument(
+        "--tag",
+        default="",
+        help="images: suffix of the run directory, figures and results (e.g. _cpu)",
+    )
     args = p.parse_args(argv)
     iterations = args.iterations or DEFAULT_ITERATIONS[args.study]
     if args.study == "ablation":
@@ -451,7 +465,7 @@ def main(argv=None) -> int:
     elif args.study == "toys":
         toys(iterations)
     else:
-        images(args.study, iterations, args.stop_after_segments, args.upto)
+        images(args.study, iterations, args.stop_after_segments, args.upto, args.tag)
     return 0
 
 

@@ -342,3 +342,28 @@ def test_ict_entry_point_has_the_ict_recipe():
 
     assert dataclasses.asdict(ict.Config()) == dataclasses.asdict(ct.ict_config())
     assert train.load_algorithm("ict") is ict and train.load_algorithm("ct") is ct
+
+
+def test_image_evaluate_under_jit_embeds_the_real_reference(monkeypatch):
+    # the real images' features and floor are computed outside the trace (no classifier on
+    # constant images for XLA to fold) and equal the direct computation
+    from generative import networks
+
+    params = networks.Classifier().init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))["params"]
+    monkeypatch.setattr(gmetrics, "classifier", lambda name: (params, 0.0))
+    gmetrics.real_reference.cache_clear()
+    try:
+        config = ct.Config(data="digits", channels=(8, 8), batch_size=4, eval_samples=100)
+        state = jax.jit(ct.init, static_argnums=1)(jax.random.key(1), config)
+        got = jax.jit(ct.evaluate, static_argnums=1)(state, config, jax.random.key(2))
+        real_a, real_b = gmetrics.real_halves("digits")
+        want = gmetrics.frechet_distance(
+            gmetrics.classifier_features("digits", jnp.asarray(real_a[:100])),
+            gmetrics.classifier_features("digits", jnp.asarray(real_b[:100])),
+        )
+        np.testing.assert_allclose(got["frechet_floor"], want, rtol=1e-3)
+        assert all(np.isfinite(float(v)) for v in got.values())
+        # an untrained network's samples are far from the real images
+        assert float(got["frechet_1step"]) > 2 * float(got["frechet_floor"])
+    finally:
+        gmetrics.real_reference.cache_clear()
