@@ -25,6 +25,8 @@ from typing import Any
 ALGORITHMS = {
     "toy": "benchmarks.toy",
     "vae": "generative.vae",
+    "ct": "generative.consistency",
+    "ict": "generative.ict",
 }
 
 
@@ -85,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--on-nonfinite", choices=("stop", "continue"), default="stop")
+    p.add_argument(
+        "--host-loop",
+        action="store_true",
+        help="one jitted step per call instead of lax.scan (conv nets on CPU)",
+    )
     p.add_argument("-h", "--help", action="store_true")
     return p
 
@@ -147,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             resume=not args.no_resume,
             on_nonfinite=args.on_nonfinite,
             progress=not args.no_progress,
+            scan=not args.host_loop,
         )
         summary.append(
             {"static": combo, "out_dir": sub, "status": result.status, **_headline(result.results)}

@@ -1,1 +1,2 @@
-"""Generative models trained through the harness: the VAE with aggressive inference."""
+"""Generative models trained against their own targets: Consistency Training (CT, iCT) and
+the VAE with aggressive inference-network training."""

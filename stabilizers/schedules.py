@@ -102,7 +102,8 @@ def consistency_ema(mu0: float, s0: int, s1: int, total_steps: int) -> optax.Sch
     :math:`\mu_0 = 0.9, s_0 = 2`) instead of :math:`\mu_0`.
 
     Args:
-      mu0: the decay at k = 0, in [0, 1] (the paper: 0.9 on CIFAR-10, 0.95 on LSUN).
+      mu0: the decay at k = 0, in [0, 1] (the paper: 0.9 on CIFAR-10, 0.95 on LSUN); a
+        float or a scalar array, traced values included (a vmapped sweep over mu0).
       s0: initial number of steps.
       s1: final number of steps.
       total_steps: K.
@@ -120,9 +121,11 @@ def consistency_ema(mu0: float, s0: int, s1: int, total_steps: int) -> optax.Sch
     """
     mu0 = _checks.unit_interval("mu0", mu0)
     n_of_k = consistency_steps(s0, s1, total_steps)
-    log_mu0 = math.log(mu0) if mu0 > 0 else -math.inf
 
     def schedule(count):
+        # jnp.log, not math.log: mu0 may be traced (a vmapped sweep over mu0); log 0 = -inf
+        # gives decay exp(-inf) = 0.
+        log_mu0 = jnp.log(jnp.asarray(mu0, jnp.float32))
         n = n_of_k(count).astype(jnp.float32)
         return jnp.exp(s0 * log_mu0 / n)
 
