@@ -24,6 +24,7 @@ from typing import Any
 
 ALGORITHMS = {
     "toy": "benchmarks.toy",
+    "byol": "representation.byol",
 }
 
 
