@@ -54,13 +54,13 @@ def linear_probe_accuracy(
     Returns:
       A float32 scalar in [0, 1].
     """
-    mean = jnp.mean(train_x, axis=0)
-    std = jnp.std(train_x, axis=0) + 1e-6
+    mean = jnp.mean(train_x, axis=0, keepdims=True)
+    std = jnp.std(train_x, axis=0, keepdims=True) + 1e-6
     xs, xt = (train_x - mean) / std, (test_x - mean) / std
     onehot = jax.nn.one_hot(train_y, num_classes)
 
     def loss(params):
-        logits = xs @ params["w"] + params["b"]
+        logits = xs @ params["w"] + params["b"][None]
         ce = jnp.mean(optax.softmax_cross_entropy(logits, onehot))
         return ce + 0.5 * l2 * jnp.sum(jnp.square(params["w"]))
 
@@ -78,7 +78,7 @@ def linear_probe_accuracy(
         return (optax.apply_updates(params, updates), state), None
 
     (params, _), _ = jax.lax.scan(body, (params, solver.init(params)), None, length=iterations)
-    predictions = jnp.argmax(xt @ params["w"] + params["b"], axis=-1)
+    predictions = jnp.argmax(xt @ params["w"] + params["b"][None], axis=-1)
     return jnp.mean((predictions == test_y).astype(jnp.float32))
 
 
