@@ -106,7 +106,7 @@ class State(NamedTuple):
       opt_state: AdamW state of `online`.
       target_state: `stabilizers.ema` state.
       queue: v2: `[queue_size, projection_dim]` l2-normalised keys, oldest at
-        `queue_ptr`; v3: `[0, projection_dim]`.
+        `queue_ptr`; v3: None (no queue; an empty array would not checkpoint).
       queue_ptr: v2: where the next batch of keys is written (shared by all seeds).
       key: the training key.
     """
@@ -115,7 +115,7 @@ class State(NamedTuple):
     target: Any
     opt_state: optax.OptState
     target_state: optax.OptState
-    queue: jax.Array
+    queue: jax.Array | None
     queue_ptr: stabilizers.SharedCount
     key: jax.Array
 
@@ -192,8 +192,10 @@ def init(key: jax.Array, config: Config) -> State:
             predictor_key, jnp.zeros((batch, config.projection_dim))
         )["params"]
     target = {"encoder": online["encoder"], "projector": online["projector"]}
-    size = config.queue_size if config.version == "v2" else 0
-    queue = common.l2_normalize(jax.random.normal(queue_key, (size, config.projection_dim)))
+    queue = None
+    if config.version == "v2":
+        shape = (config.queue_size, config.projection_dim)
+        queue = common.l2_normalize(jax.random.normal(queue_key, shape))
     return State(
         online=online,
         target=target,
