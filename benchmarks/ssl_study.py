@@ -295,7 +295,7 @@ def compare_programs(args) -> list[Program]:
             "MoCo v3",
             moco,
             moco.Config(version="v3", **common),
-            {"temperature": [0.2, 1.0]},
+            {"temperature": [0.2]},
             os.path.join(out, "moco_v3"),
         ),
     ]
@@ -396,9 +396,9 @@ def main(argv: list[str] | None = None) -> int:
         "--total-steps",
         type=int,
         default=None,
-        help="samples per run (default: the study's budget)",
+        help="samples per run (default: 1500 iterations of --batch-size)",
     )
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--segments", type=int, default=20, help="logged segments per run")
     p.add_argument("--eval-every", type=int, default=4, help="segments between evaluations")
     p.add_argument("--checkpoint-every", type=int, default=4)
@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docs", default=DOCS, help="folder of results/ and figures/ (the README's)")
     args = p.parse_args(argv)
     if args.total_steps is None:
-        args.total_steps = args.batch_size * 1000
+        args.total_steps = args.batch_size * 1500
     iterations = max(1, args.total_steps // args.batch_size)
     programs = ablation_programs(args) if args.study == "ablation" else compare_programs(args)
     names = [program.name for program in programs]
