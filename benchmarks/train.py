@@ -25,6 +25,7 @@ from typing import Any
 ALGORITHMS = {
     "toy": "benchmarks.toy",
     "byol": "representation.byol",
+    "moco": "representation.moco",
 }
 
 
