@@ -51,9 +51,9 @@ class Config:
 
     data: DataSpec = struct.field(pytree_node=False, default=DataSpec())
     """The data set (default: cluttered MNIST, generated locally)."""
-    batch_size: int = struct.field(pytree_node=False, default=128)
+    batch_size: int = struct.field(pytree_node=False, default=256)
     """Images per step (each seen in two views)."""
-    total_steps: int = struct.field(pytree_node=False, default=128 * 1000)
+    total_steps: int = struct.field(pytree_node=False, default=256 * 1500)
     """Training length in samples; K = total_steps // batch_size iterations."""
     channels: tuple[int, ...] = struct.field(pytree_node=False, default=(16, 32, 64))
     """Output channels of the encoder's conv blocks; the last is the feature size."""
