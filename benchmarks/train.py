@@ -27,6 +27,8 @@ ALGORITHMS = {
     "vae": "generative.vae",
     "ct": "generative.consistency",
     "ict": "generative.ict",
+    "byol": "representation.byol",
+    "moco": "representation.moco",
 }
 
 

@@ -1,0 +1,447 @@
+"""Self-supervised studies: BYOL's target-momentum ablation and MoCo v2 / v3 vs BYOL.
+
+    python -m benchmarks.ssl_study ablation   # BYOL: base momentum x predictor, 3 seeds
+    python -m benchmarks.ssl_study compare    # MoCo v2, MoCo v3, BYOL at the same budget
+
+Each study trains through the one harness (every seed and swept value of a program in
+one vmapped, compiled call; a static choice such as "with or without the predictor" is
+one program per value), evaluates linear-probe and k-NN accuracy on held-out images,
+adds the raw-pixel baseline and the random-encoder baseline (every run's own evaluation
+at iteration 0), and writes a Markdown table, a JSON file and a figure:
+
+    docs/results/byol_ablation.{md,json}   docs/figures/byol_ablation.png
+    docs/results/ssl_compare.{md,json}     docs/figures/ssl_compare.png
+
+Runs live under `runs/` and resume from their checkpoints: an interrupted study (or one
+stopped by `--stop-after-segments`) continues where it stopped when the same command is
+run again, and writes its report once every program has finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOCS = os.path.join(ROOT, "docs")  # where reports go (--docs)
+MOMENTA = (0.0, 0.9, 0.99, 0.996)
+# A run counts as collapsed when the per-dimension std of its l2-normalised online
+# projections (the SimSiam / lightly signal; 1/sqrt(64) = 0.125 for isotropic
+# 64-d outputs) ends below this.
+COLLAPSE_STD = 0.01
+
+
+@dataclasses.dataclass
+class Program:
+    """One harness call: a module, a config, a sweep, and where it writes."""
+
+    name: str
+    label: str
+    module: Any
+    config: Any
+    sweep: dict
+    out_dir: str
+
+
+def _iqm(values) -> float:
+    from benchmarks.stats import iqm
+
+    v = np.asarray([x for x in np.ravel(values) if x is not None], dtype=np.float64)
+    return float(iqm(v)) if v.size else float("nan")
+
+
+def _run(program: Program, args, iterations: int) -> bool:
+    from benchmarks import harness
+
+    if _finished(program, iterations):
+        return True
+    segment = max(1, iterations // args.segments)
+    print(f"[ssl_study] {program.name}: {program.label} -> {program.out_dir}", file=sys.stderr)
+    res = harness.run(
+        program.module,
+        program.config,
+        iterations=iterations,
+        seeds=args.seeds,
+        seed=args.seed,
+        sweep=program.sweep,
+        segment_length=segment,
+        out_dir=program.out_dir,
+        checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every,
+        on_nonfinite="continue",
+        progress=not args.no_progress,
+        curve_metric="linear_probe",
+        stop_after_segments=args.stop_after_segments,
+    )
+    # results.json times this call only; a study resumed in chunks sums them
+    with open(os.path.join(program.out_dir, "timings.jsonl"), "a") as f:
+        keys = ("iterations_this_call", "run_seconds", "compile_seconds", "eval_seconds")
+        f.write(json.dumps({k: res.results[k] for k in keys}) + "\n")
+    return res.status == "completed" and res.results["iterations"] == iterations
+
+
+def _finished(program: Program, iterations: int) -> bool:
+    path = os.path.join(program.out_dir, "results.json")
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        results = json.load(f)
+    return results["status"] == "completed" and results["iterations"] == iterations
+
+
+def _curves(out_dir: str, metric: str, kind: str, points: int, seeds: int):
+    """`(samples [T], values [T, points, seeds])` of a finished run's log."""
+    from benchmarks import harness
+
+    x, y = harness.curve(harness.read_log(out_dir), metric, "samples", kind=kind)
+    return x, y.reshape(len(x), points, seeds)
+
+
+def _summarise(program: Program, seeds: int) -> list[dict]:
+    """One row per sweep point: final metrics (IQM over seeds and per seed)."""
+    with open(os.path.join(program.out_dir, "results.json")) as f:
+        results = json.load(f)
+    from benchmarks import harness
+
+    records = harness.read_log(program.out_dir)
+    with open(os.path.join(program.out_dir, "timings.jsonl")) as f:
+        calls = [json.loads(line) for line in f if line.strip()]
+    run_seconds = sum(c["run_seconds"] for c in calls)
+    compile_seconds = sum(c["compile_seconds"] for c in calls)
+    initial = records[0]["eval"]
+    points = harness.sweep_grid(program.sweep)
+    rows = []
+    for p, point in enumerate(points):
+        final = {k: v[p] for k, v in results["final"].items()}
+        train = {k: v[p] for k, v in results["final_train"].items()}
+        sl = slice(p * seeds, (p + 1) * seeds)
+        row = {
+            "program": program.name,
+            "label": program.label,
+            **point,
+            "linear_probe": _iqm(final["linear_probe"]),
+            "linear_probe_seeds": final["linear_probe"],
+            "knn": _iqm(final["knn"]),
+            "knn_seeds": final["knn"],
+            "random_encoder_linear_probe": _iqm(initial["linear_probe"][sl]),
+            "random_encoder_knn": _iqm(initial["knn"][sl]),
+            "feature_std": _iqm(final["feature_std"]),
+            "loss": _iqm(train["loss"]),
+            "lag": _iqm(train["lag"]),
+            "projection_std": _iqm(train["projection_std"]),
+            "projection_std_seeds": train["projection_std"],
+            "embedding_std": _iqm(train["embedding_std"]),
+            "collapsed_seeds": int(
+                sum(1 for v in train["projection_std"] if v is not None and v < COLLAPSE_STD)
+            ),
+            "diverged_seeds": int(sum(1 for d in results["diverged_at_iteration"][p] if d >= 0)),
+            "samples": results["samples"],
+            "run_seconds": run_seconds,
+            "compile_seconds": compile_seconds,
+            "samples_per_second": results["samples"] * len(points) * seeds / run_seconds,
+        }
+        rows.append(row)
+    return rows
+
+
+def _baselines(spec, probe_train: int) -> dict[str, float]:
+    from representation import evaluation
+
+    return evaluation.pixel_baselines(spec, probe_train=probe_train)
+
+
+def _fmt(x: float) -> str:
+    return "-" if x is None or not np.isfinite(x) else f"{100 * x:.1f}"
+
+
+def _seeds(values) -> str:
+    return ", ".join(_fmt(v) for v in values)
+
+
+# --------------------------------------------------------------------------- ablation
+
+
+def ablation_programs(args) -> list[Program]:
+    from representation import byol
+
+    base = byol.Config(total_steps=args.total_steps, batch_size=args.batch_size)
+    out = os.path.join(args.runs, "byol_ablation")
+    return [
+        Program(
+            name=f"use_predictor={flag}",
+            label="BYOL" if flag else "BYOL without predictor",
+            module=byol,
+            config=dataclasses.replace(base, use_predictor=flag),
+            sweep={"base_momentum": list(MOMENTA)},
+            out_dir=os.path.join(out, f"use_predictor={flag}"),
+        )
+        for flag in (True, False)
+    ]
+
+
+def ablation_report(programs, args, pixels) -> str:
+    rows = [r for p in programs for r in _summarise(p, args.seeds)]
+    random_lp = _iqm([r["random_encoder_linear_probe"] for r in rows])
+    random_knn = _iqm([r["random_encoder_knn"] for r in rows])
+    cfg = programs[0].config
+    lines = [
+        f"BYOL target-momentum ablation: cluttered MNIST ({cfg.data.num_train} training "
+        f"images, {cfg.data.num_test} test images from held-out digits), "
+        f"{rows[0]['samples']} samples per run (batch {cfg.batch_size}), {args.seeds} seeds "
+        "(IQM; per-seed values in brackets). Accuracy in %.",
+        "",
+        "| predictor | base momentum | linear probe | k-NN | projection std | lag | "
+        "collapsed seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {'yes' if r['program'].endswith('True') else 'no'} | {r['base_momentum']} | "
+            f"{_fmt(r['linear_probe'])} ({_seeds(r['linear_probe_seeds'])}) | {_fmt(r['knn'])} | "
+            f"{r['projection_std']:.3f} | {r['lag']:.3f} | {r['collapsed_seeds']}/{args.seeds} |"
+        )
+    lines += [
+        f"| raw pixels | - | {_fmt(pixels['linear_probe'])} | {_fmt(pixels['knn'])} | - | - | - |",
+        f"| random encoder | - | {_fmt(random_lp)} | {_fmt(random_knn)} | - | - | - |",
+    ]
+    best = max(rows, key=lambda r: r["linear_probe"])
+    summary = {
+        "rows": rows,
+        "raw_pixels": pixels,
+        "random_encoder": {"linear_probe": random_lp, "knn": random_knn},
+        "best": {k: best[k] for k in ("program", "base_momentum", "linear_probe", "knn")},
+        "collapse_std_threshold": COLLAPSE_STD,
+        "seeds": args.seeds,
+    }
+    _write("byol_ablation", "\n".join(lines) + "\n", summary, args.docs)
+    _ablation_figure(programs, args)
+    return "\n".join(lines)
+
+
+def _ablation_figure(programs, args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from benchmarks import stats
+
+    panels = [
+        ("linear_probe", "eval", "linear-probe accuracy"),
+        ("lag", "train", "lag ||online - target|| / ||online||"),
+        ("projection_std", "train", "std of normalised projections"),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), dpi=110)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (metric, kind, title) in zip(axes, panels, strict=True):
+        for program in programs:
+            style = "-" if program.name.endswith("True") else "--"
+            x, y = _curves(program.out_dir, metric, kind, len(MOMENTA), args.seeds)
+            for p, m in enumerate(MOMENTA):
+                centre = stats.iqm(y[:, p, :], axis=-1)
+                label = f"{m}" + ("" if style == "-" else " (no predictor)")
+                ax.plot(x, centre, style, color=colours[p], label=label, lw=1.5)
+        ax.set_xlabel("samples")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        if metric == "lag":
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=7, title="base momentum", title_fontsize=7)
+    fig.suptitle(
+        f"BYOL on cluttered MNIST: base target momentum, with (solid) and without (dashed) "
+        f"the predictor; IQM over {args.seeds} seeds",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    path = os.path.join(args.docs, "figures", "byol_ablation.png")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def compare_programs(args) -> list[Program]:
+    from representation import byol, moco
+
+    common = dict(total_steps=args.total_steps, batch_size=args.batch_size)
+    out = os.path.join(args.runs, "ssl_compare")
+    return [
+        Program(
+            "byol",
+            "BYOL",
+            byol,
+            byol.Config(**common),
+            {"base_momentum": [0.99]},
+            os.path.join(out, "byol"),
+        ),
+        Program(
+            "moco_v2",
+            "MoCo v2",
+            moco,
+            moco.Config(version="v2", **common),
+            {"momentum": [0.99, 0.999]},
+            os.path.join(out, "moco_v2"),
+        ),
+        Program(
+            "moco_v3",
+            "MoCo v3",
+            moco,
+            moco.Config(version="v3", **common),
+            {"temperature": [0.2]},
+            os.path.join(out, "moco_v3"),
+        ),
+    ]
+
+
+def compare_report(programs, args, pixels) -> str:
+    rows = [r for p in programs for r in _summarise(p, args.seeds)]
+    random_lp = _iqm([r["random_encoder_linear_probe"] for r in rows])
+    random_knn = _iqm([r["random_encoder_knn"] for r in rows])
+    lines = [
+        f"MoCo v2 vs MoCo v3 vs BYOL on cluttered MNIST at the same budget: "
+        f"{rows[0]['samples']} samples per run (batch {args.batch_size}), {args.seeds} seeds "
+        "(IQM; per-seed values in brackets). Accuracy in %; seconds for all seeds and "
+        "sweep points of a program together, compile apart.",
+        "",
+        "| method | setting | linear probe | k-NN | projection std | lag | run s | compile s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        setting = ", ".join(f"{k}={r[k]}" for k in programs[0].sweep if k in r) or ", ".join(
+            f"{k}={r[k]}" for k in ("momentum", "temperature", "base_momentum") if k in r
+        )
+        lines.append(
+            f"| {r['label']} | {setting} | {_fmt(r['linear_probe'])} "
+            f"({_seeds(r['linear_probe_seeds'])}) | {_fmt(r['knn'])} | "
+            f"{r['projection_std']:.3f} | {r['lag']:.3f} | {r['run_seconds']:.0f} | "
+            f"{r['compile_seconds']:.0f} |"
+        )
+    lines += [
+        f"| raw pixels | - | {_fmt(pixels['linear_probe'])} | {_fmt(pixels['knn'])} "
+        "| - | - | - | - |",
+        f"| random encoder | - | {_fmt(random_lp)} | {_fmt(random_knn)} | - | - | - | - |",
+    ]
+    summary = {
+        "rows": rows,
+        "raw_pixels": pixels,
+        "random_encoder": {"linear_probe": random_lp, "knn": random_knn},
+        "seeds": args.seeds,
+    }
+    _write("ssl_compare", "\n".join(lines) + "\n", summary, args.docs)
+    _compare_figure(programs, args)
+    return "\n".join(lines)
+
+
+def _compare_figure(programs, args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from benchmarks import harness, stats
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    for program in programs:
+        points = harness.sweep_grid(program.sweep)
+        for ax, metric in zip(axes, ("linear_probe", "knn"), strict=True):
+            x, y = _curves(program.out_dir, metric, "eval", len(points), args.seeds)
+            for p, point in enumerate(points):
+                label = program.label + " (" + ", ".join(f"{k}={v}" for k, v in point.items()) + ")"
+                ax.plot(x, stats.iqm(y[:, p, :], axis=-1), label=label, lw=1.5)
+    for ax, title in zip(axes, ("linear-probe accuracy", "k-NN accuracy"), strict=True):
+        ax.set_xlabel("samples")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"MoCo v2, MoCo v3 and BYOL on cluttered MNIST; IQM over {args.seeds} seeds")
+    fig.tight_layout()
+    path = os.path.join(args.docs, "figures", "ssl_compare.png")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _write(name: str, markdown: str, summary: dict, docs: str) -> None:
+    from benchmarks.harness import jsonable
+
+    folder = os.path.join(docs, "results")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, f"{name}.md"), "w") as f:
+        f.write(markdown)
+    with open(os.path.join(folder, f"{name}.json"), "w") as f:
+        json.dump(jsonable(summary), f, indent=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.ssl_study",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("study", choices=("ablation", "compare"))
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--total-steps",
+        type=int,
+        default=None,
+        help="samples per run (default: 1500 iterations of --batch-size)",
+    )
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--segments", type=int, default=20, help="logged segments per run")
+    p.add_argument("--eval-every", type=int, default=4, help="segments between evaluations")
+    p.add_argument("--checkpoint-every", type=int, default=4)
+    p.add_argument(
+        "--stop-after-segments",
+        type=int,
+        default=None,
+        help="return after this many segments of each program (resume later)",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="run only this program (repeatable; e.g. use_predictor=True); report when all done",
+    )
+    p.add_argument("--runs", default=os.path.join("runs"), help="folder of the runs")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--docs", default=DOCS, help="folder of results/ and figures/ (the README's)")
+    args = p.parse_args(argv)
+    if args.total_steps is None:
+        args.total_steps = args.batch_size * 1500
+    iterations = max(1, args.total_steps // args.batch_size)
+    programs = ablation_programs(args) if args.study == "ablation" else compare_programs(args)
+    names = [program.name for program in programs]
+    unknown = sorted(set(args.only) - set(names))
+    if unknown:
+        raise SystemExit(f"--only {unknown}: the {args.study} study's programs are {names}")
+    done = [
+        _run(program, args, iterations)
+        if not args.only or program.name in args.only
+        else _finished(program, iterations)
+        for program in programs
+    ]
+    if not all(done):
+        print("[ssl_study] not finished: run the same command again to continue", file=sys.stderr)
+        return 2
+    pixels = _baselines(programs[0].config.data, programs[0].config.probe_train)
+    report = (ablation_report if args.study == "ablation" else compare_report)(
+        programs, args, pixels
+    )
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

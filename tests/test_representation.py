@@ -1,0 +1,341 @@
+"""BYOL and MoCo: schedules, stop-gradients, augmentations, the queue, data, probes, learning."""
+
+import os
+import pickle
+import tarfile
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import stabilizers
+from benchmarks import harness
+from representation import augment, byol, common, data, evaluation, moco, networks
+
+TINY = data.DataSpec(num_train=256, num_test=128)
+
+
+def tiny(module, **kw):
+    kw.setdefault("batch_size", 32)
+    kw.setdefault("total_steps", 32 * 40)
+    return module.Config(
+        data=TINY, probe_train=128, calibration=64, hidden_dim=64, projection_dim=32, **kw
+    )
+
+
+def views(config, seed=0):
+    return common.two_views(jax.random.key(seed), config.data, config.batch_size, config.augment)
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+def test_byol_target_follows_the_cosine_schedule_from_base_to_one():
+    k = 50
+    schedule = stabilizers.schedules.cosine_momentum(0.996, k)
+    chex.assert_trees_all_close(schedule(0), 0.996, rtol=0, atol=1e-7)
+    chex.assert_trees_all_close(schedule(k // 2), 0.998, atol=1e-7)
+    chex.assert_trees_all_close(schedule(k), 1.0, atol=0)
+    chex.assert_trees_all_close(schedule(10 * k), 1.0, atol=0)
+    # byol's target moves by (1 - tau_k) of the gap: 0.004 at the first step, 0 at the last
+    config = tiny(byol, base_momentum=0.996, total_steps=32 * k)
+    tx = byol._target_tx(config)
+    online, target = jnp.ones(3), jnp.zeros(3)
+    state = tx.init(target)
+    moved, state = stabilizers.update_target(tx, online, target, state)
+    chex.assert_trees_all_close(moved, jnp.full(3, 0.004), atol=1e-6)
+    state = state._replace(count=stabilizers.shared_count(k))
+    moved, _ = stabilizers.update_target(tx, online, target, state)
+    chex.assert_trees_all_close(moved, jnp.zeros(3), atol=0)
+    # v3's key encoder: the same schedule from 0.99; v2's: constant
+    v3 = moco.momentum_schedule(tiny(moco, version="v3", momentum=0.99, total_steps=32 * k))
+    assert abs(float(v3(0)) - 0.99) < 1e-7 and float(v3(k)) == 1.0
+    v2 = moco.momentum_schedule(tiny(moco, version="v2", momentum=0.999, queue_size=64))
+    assert abs(float(v2(0)) - 0.999) < 1e-7 and abs(float(v2(k)) - 0.999) < 1e-7
+
+
+# --------------------------------------------------------------------------- stop-gradient
+
+
+@pytest.mark.parametrize(
+    "module, kw",
+    [(byol, {}), (moco, {"version": "v2", "queue_size": 64}), (moco, {"version": "v3"})],
+)
+def test_no_gradient_reaches_the_target_branch(module, kw):
+    config = tiny(module, **kw)
+    state = module.init(jax.random.key(0), config)
+    # a target different from the online params, so that both branches matter
+    target = jax.tree.map(lambda x: x * 1.5 + 0.1, state.target)
+    v1, v2 = views(config)
+    if module is byol:
+        args = (state.online, target, v1, v2, config)
+        loss = lambda o, t: byol.loss_fn(o, t, *args[2:])[0]  # noqa: E731
+    else:
+        perm = jnp.arange(config.batch_size)[::-1]
+        loss = lambda o, t: moco.loss_fn(o, t, state.queue, v1, v2, perm, config)[0]  # noqa: E731
+    g_online, g_target = jax.grad(loss, argnums=(0, 1))(state.online, target)
+    for leaf in jax.tree.leaves(g_target):
+        chex.assert_trees_all_equal(leaf, jnp.zeros_like(leaf))
+    assert sum(float(jnp.sum(jnp.abs(g))) for g in jax.tree.leaves(g_online["encoder"])) > 0
+    # and the target does change the loss (it is used, not ignored)
+    assert float(loss(state.online, target)) != float(loss(state.online, state.online))
+
+
+# --------------------------------------------------------------------------- augmentations
+
+
+def test_augmentations_are_deterministic_per_key_and_differ_across_keys():
+    images = augment.to_float(data.gather(TINY, "train", jnp.arange(4)))
+    params = augment.Augment(rotation=10.0)
+    aug = jax.jit(augment.augment, static_argnums=3)
+    a = aug(jax.random.key(1), images[0], params, 0)
+    b = aug(jax.random.key(1), images[0], params, 0)
+    c = aug(jax.random.key(2), images[0], params, 0)
+    chex.assert_trees_all_equal(a, b)
+    assert float(jnp.mean(jnp.abs(a - c))) > 1e-3
+    chex.assert_shape(a, images[0].shape)
+    assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+    # a batch: one key per image, all different views of the same image
+    batch = jax.jit(augment.augment_batch, static_argnums=3)(
+        jax.random.key(3), jnp.stack([images[0]] * 4), params, 1
+    )
+    diffs = jnp.abs(batch[:, None] - batch[None]).mean(axis=(2, 3, 4))
+    assert float(jnp.min(diffs + jnp.eye(4))) > 1e-3
+    # colour images and the flip
+    rgb = jnp.tile(images[1], (1, 1, 3))
+    out = aug(jax.random.key(4), rgb, augment.Augment(flip_prob=1.0), 0)
+    chex.assert_shape(out, rgb.shape)
+
+
+def test_crop_of_the_whole_image_is_the_identity_and_blur_keeps_mass():
+    image = jax.random.uniform(jax.random.key(0), (12, 12, 1))
+    whole = augment.random_resized_crop(jax.random.key(1), image, min_scale=1.0)
+    # area 1 with an aspect ratio != 1 crops one side only; the other is the identity
+    h = augment._interpolation_matrix(12, 0.0, 12.0)
+    chex.assert_trees_all_close(h, jnp.eye(12), atol=1e-6)
+    chex.assert_shape(whole, image.shape)
+    blurred = augment.gaussian_blur(jnp.ones((9, 9, 1)), 1.0)
+    chex.assert_trees_all_close(blurred, jnp.ones((9, 9, 1)), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- the queue
+
+
+def test_queue_is_first_in_first_out():
+    queue = jnp.zeros((6, 2))
+    ptr = jnp.asarray(0, jnp.int32)
+    batches = [jnp.full((2, 2), float(i + 1)) for i in range(4)]
+    for b in batches[:3]:
+        queue, ptr = moco.enqueue(queue, ptr, b)
+    chex.assert_trees_all_equal(queue[:, 0], jnp.array([1.0, 1, 2, 2, 3, 3]))
+    assert int(ptr) == 0
+    queue, ptr = moco.enqueue(queue, ptr, batches[3])  # replaces the oldest (batch 1)
+    chex.assert_trees_all_equal(queue[:, 0], jnp.array([4.0, 4, 2, 2, 3, 3]))
+    assert int(ptr) == 2
+    with pytest.raises(ValueError, match="multiple"):
+        moco.enqueue(jnp.zeros((5, 2)), ptr, batches[0])
+    with pytest.raises(ValueError, match="multiple of batch_size"):
+        moco.init(jax.random.key(0), tiny(moco, version="v2", queue_size=48))
+
+
+def test_moco_v2_step_enqueues_its_keys_and_shares_the_pointer():
+    config = tiny(moco, version="v2", queue_size=64)
+    state = moco.init(jax.random.key(0), config)
+    new, _ = jax.jit(moco.step, static_argnums=1)(state, config)
+    assert int(new.queue_ptr.value) == 32
+    chex.assert_trees_all_equal(new.queue[32:], state.queue[32:])
+    assert not np.allclose(new.queue[:32], state.queue[:32])
+    chex.assert_trees_all_close(jnp.linalg.norm(new.queue, axis=-1), jnp.ones(64), atol=1e-5)
+    axes = stabilizers.seed_axes(state)
+    assert axes.queue_ptr is None and axes.queue == 0  # the pointer is not batched
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def test_losses_match_their_formulas():
+    x, y = jnp.array([3.0, 4.0]), jnp.array([4.0, 3.0])
+    cos = 24.0 / 25.0
+    chex.assert_trees_all_close(byol.regression_loss(x, y), 2 - 2 * cos, atol=1e-6)
+    q = common.l2_normalize(jnp.array([1.0, 0.0]))
+    k = common.l2_normalize(jnp.array([1.0, 1.0]))
+    negs = common.l2_normalize(jnp.array([[0.0, 1.0], [-1.0, 0.0]]))
+    t = 0.5
+    logits = jnp.array([q @ k, q @ negs[0], q @ negs[1]]) / t
+    expected = -(logits[0] - jax.scipy.special.logsumexp(logits))
+    chex.assert_trees_all_close(moco.infonce_loss(q, k, negs, t), expected, atol=1e-6)
+    qb = jax.random.normal(jax.random.key(0), (4, 3))
+    kb = jax.random.normal(jax.random.key(1), (4, 3))
+    qn, kn = common.l2_normalize(qb), common.l2_normalize(kb)
+    ref = np.mean([-jax.nn.log_softmax(qn[i] @ kn.T / t)[i] for i in range(4)]) * 2 * t
+    chex.assert_trees_all_close(moco.contrastive_loss(qb, kb, t), ref, atol=1e-5)
+    # collapse signal: 0 for identical embeddings, 1/sqrt(d)-ish for random ones
+    assert float(common.normalized_std(jnp.ones((8, 4)))) == 0.0
+    z = jax.random.normal(jax.random.key(2), (4096, 16))
+    assert abs(float(common.normalized_std(z)) - 0.25) < 0.01
+
+
+# --------------------------------------------------------------------------- networks
+
+
+def test_conv_and_batch_norm_match_their_references():
+    x = jax.random.normal(jax.random.key(0), (2, 7, 7, 3))
+    conv = networks.Conv3x3(5, stride=2)
+    params = conv.init(jax.random.key(1), x)["params"]
+    reference = jax.lax.conv_general_dilated(
+        x,
+        params["kernel"].reshape(3, 3, 3, 5),
+        (2, 2),
+        "SAME",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+    chex.assert_trees_all_close(conv.apply({"params": params}, x), reference, atol=1e-5)
+    bn = networks.BatchNorm(groups=2)
+    h = jax.random.normal(jax.random.key(2), (8, 3)) * 3 + 1
+    p = bn.init(jax.random.key(3), h, "train")["params"]
+    y = bn.apply({"params": p}, h, "train")
+    chex.assert_trees_all_close(y[:4].mean(0), jnp.zeros(3), atol=1e-5)
+    chex.assert_trees_all_close(y[4:].std(0), jnp.ones(3), atol=1e-3)
+    # calibrate then eval on the same batch = whole-batch normalisation
+    enc = networks.Encoder((4, 6), (2, 1))
+    img = jax.random.uniform(jax.random.key(4), (16, 8, 8, 1))
+    ep = enc.init(jax.random.key(5), img)["params"]
+    _, stats = enc.apply({"params": ep}, img, "calibrate", mutable=["batch_stats"])
+    chex.assert_trees_all_close(
+        enc.apply({"params": ep, **stats}, img, "eval"),
+        enc.apply({"params": ep}, img, "train"),
+        atol=1e-4,
+    )
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def test_probes_score_separable_features_perfectly_and_noise_at_chance():
+    key_x, key_y, key_n = jax.random.split(jax.random.key(0), 3)
+    y = jax.random.randint(key_y, (400,), 0, 4)
+    centres = 5.0 * jnp.eye(8)[:4]
+    x = centres[y] + jax.random.normal(key_x, (400, 8))
+    acc = evaluation.probe_metrics(x[:300], y[:300], x[300:], y[300:], num_classes=4)
+    assert float(acc["linear_probe"]) == 1.0 and float(acc["knn"]) == 1.0
+    noise = jax.random.normal(key_n, (400, 8))
+    acc = evaluation.probe_metrics(noise[:300], y[:300], noise[300:], y[300:], num_classes=4)
+    assert float(acc["linear_probe"]) < 0.45 and float(acc["knn"]) < 0.45
+
+
+# --------------------------------------------------------------------------- data
+
+
+def test_cluttered_mnist_is_deterministic_and_keeps_train_and_test_digits_apart():
+    a, b = data.load(TINY), data.cluttered_mnist(256, 128, seed=0, fragments=2)
+    chex.assert_trees_all_equal(a.train.images, b.train.images)
+    assert a.train.images.shape == (256, 28, 28, 1) and a.train.images.dtype == np.uint8
+    assert a.test.images.shape == (128, 28, 28, 1)
+    other = data.cluttered_mnist(256, 128, seed=1, fragments=2)
+    assert not np.array_equal(a.train.images, other.train.images)
+    assert set(np.unique(a.train.labels)) == set(range(10))
+    digits, labels = data.mnist_digits()
+    assert digits.shape == (5000, 28, 28) and np.bincount(labels).tolist() == [500] * 10
+    # no test image is a training image (different digits): far apart in pixels
+    tr = a.train.images.reshape(256, -1).astype(np.float32)
+    te = a.test.images.reshape(128, -1).astype(np.float32)
+    assert np.min(((tr[:, None] - te[None]) ** 2).sum(-1)) > 0
+
+
+def _write_cifar(root, per_batch=3):
+    folder = os.path.join(root, "cifar-10-batches-py")
+    os.makedirs(folder)
+    rng = np.random.default_rng(0)
+    files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name in files:
+        images = rng.integers(0, 256, (per_batch, 3, 32, 32), dtype=np.uint8)
+        batch = {b"data": images.reshape(per_batch, 3072), b"labels": list(range(per_batch))}
+        with open(os.path.join(folder, name), "wb") as f:
+            pickle.dump(batch, f)
+    return rng
+
+
+def test_cifar10_loader_reads_the_python_pickles(tmp_path):
+    _write_cifar(tmp_path)
+    with open(tmp_path / "cifar-10-batches-py" / "data_batch_2", "rb") as f:
+        raw = pickle.load(f, encoding="bytes")[b"data"]
+    ds = data.load_cifar10(str(tmp_path))
+    assert ds.train.images.shape == (15, 32, 32, 3) and ds.test.images.shape == (3, 32, 32, 3)
+    # image 0 of batch 2, row 5, column 7: red at 5*32+7, green 1024 later, blue 2048 later
+    chex.assert_trees_all_equal(
+        ds.train.images[3, 5, 7], raw[0, [5 * 32 + 7, 1024 + 5 * 32 + 7, 2048 + 5 * 32 + 7]]
+    )
+    assert ds.train.labels.tolist() == [0, 1, 2] * 5
+    spec = data.DataSpec(name="cifar10", root=str(tmp_path))
+    got = data.gather(spec, "test", jnp.array([2, 0]))
+    chex.assert_trees_all_equal(np.asarray(got), ds.test.images[[2, 0]])
+
+
+def test_stl10_loader_reads_column_major_binaries_and_resizes(tmp_path):
+    folder = tmp_path / "stl10_binary"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("test", 2)):
+        # the file layout: per image, channel-major, then column-major within a channel
+        chw = rng.integers(0, 256, (n, 3, 96, 96), dtype=np.uint8)
+        np.ascontiguousarray(chw.transpose(0, 1, 3, 2)).tofile(folder / f"{split}_X.bin")
+        np.arange(1, n + 1, dtype=np.uint8).tofile(folder / f"{split}_y.bin")
+        if split == "train":
+            expected = chw
+    ds = data.load_stl10(str(tmp_path))
+    assert ds.train.images.shape == (4, 96, 96, 3)
+    chex.assert_trees_all_equal(ds.train.images[1, 10, 20], expected[1, :, 10, 20])
+    assert ds.train.labels.tolist() == [0, 1, 2, 3]
+    small = data.load_stl10(str(tmp_path), image_size=32)
+    assert small.test.images.shape == (2, 32, 32, 3)
+
+
+def test_download_fetches_and_extracts_an_archive(tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    _write_cifar(source, per_batch=1)
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    root = tmp_path / "data"
+    folder = data.download("cifar10", str(root), url=archive.as_uri())
+    assert os.path.isdir(folder)
+    assert data.load_cifar10(str(root)).train.images.shape == (5, 32, 32, 3)
+    with pytest.raises(FileNotFoundError, match="download"):
+        data.load(data.DataSpec(name="cifar10", root=str(tmp_path / "missing")))
+
+
+# --------------------------------------------------------------------------- learning
+
+
+def test_byol_tiny_run_through_the_harness_loss_falls(tmp_path):
+    config = tiny(byol, total_steps=32 * 60, learning_rate=3e-3)
+    res = harness.run(
+        byol,
+        config,
+        iterations=60,
+        seeds=2,
+        sweep={"base_momentum": [0.0, 0.99]},
+        segment_length=20,
+        out_dir=tmp_path,
+        progress=False,
+        plot=False,
+    )
+    assert res.status == "completed"
+    _, loss = harness.curve(harness.read_log(tmp_path), "loss", "samples", kind="train")
+    assert loss.shape == (3, 4) and np.all(loss[-1] < loss[0] - 0.2), loss
+    for name in ("linear_probe", "knn", "feature_std"):
+        assert np.shape(res.results["final"][name]) == (2, 2)
+    for name in ("lag", "momentum", "embedding_std", "projection_std"):
+        assert name in res.results["final_train"]
+
+
+def test_moco_v3_tiny_run_loss_falls():
+    config = tiny(moco, version="v3", total_steps=32 * 40, learning_rate=3e-3)
+    state = moco.init(jax.random.key(0), config)
+    run = jax.jit(lambda s: jax.lax.scan(lambda s, _: moco.step(s, config), s, None, length=40))
+    _, metrics = run(state)
+    loss = np.asarray(metrics["loss"])
+    assert loss[-10:].mean() < loss[:10].mean() - 0.1, loss
