@@ -24,6 +24,10 @@ from typing import Any
 
 ALGORITHMS = {
     "toy": "benchmarks.toy",
+    "dqn": "agents.dqn",
+    "ddpg": "agents.ddpg",
+    "td3": "agents.td3",
+    "sac": "agents.sac",
 }
 
 
