@@ -185,7 +185,7 @@ class _Setup(NamedTuple):
 
 def check(config: Config) -> None:
     """Raises a ValueError for a config DQN cannot run (names the field and value)."""
-    _setup(config)
+    _setup(_static(config))
 
 
 @functools.lru_cache(maxsize=64)
@@ -246,7 +246,13 @@ def _setup(config_static: Any) -> _Setup:
 def _static(config: Config) -> Config:
     # The static fields identify the setup; leaves (possibly traced) are dropped from the key.
     return config.replace(
-        learning_rate=0.0, gamma=0.0, tau=0.0, epsilon_start=0.0, epsilon_end=0.0, huber_delta=0.0
+        hidden=tuple(config.hidden),
+        learning_rate=0.0,
+        gamma=0.0,
+        tau=0.0,
+        epsilon_start=0.0,
+        epsilon_end=0.0,
+        huber_delta=0.0,
     )
 
 

@@ -233,7 +233,7 @@ _LEAVES = (
 
 def _static(config: Config) -> Config:
     # The static fields identify the setup; leaves (possibly traced) are dropped from the key.
-    return config.replace(**{f: 0.0 for f in _LEAVES})
+    return config.replace(hidden=tuple(config.hidden), **{f: 0.0 for f in _LEAVES})
 
 
 def _target_tx(config: Config) -> optax.GradientTransformation:

@@ -237,6 +237,7 @@ def _setup(c: Config) -> _Setup:
 def _static(config: Config) -> Config:
     # The static fields identify the setup; leaves (possibly traced) are dropped from the key.
     return config.replace(
+        hidden=tuple(config.hidden),
         **{
             f: 0.0
             for f in (
@@ -248,7 +249,7 @@ def _static(config: Config) -> Config:
                 "policy_noise",
                 "noise_clip",
             )
-        }
+        },
     )
 
 
