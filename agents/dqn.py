@@ -369,8 +369,8 @@ def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
         count=SharedCount(state.count.value + 1),
     )
 
-    # Every seed shares `count`, so under the harness's vmap this stays a branch: no
     env_steps = env_steps + config.num_envs
+    # Every seed shares `count`, so under the harness's vmap this stays a branch: no
     due = (env_steps > config.learning_starts) & (env_steps % s.period == 0)
     # gradient work on steps without an update. Only the learner goes through the branch
     # (the buffer is read, not copied).
