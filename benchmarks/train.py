@@ -29,6 +29,10 @@ ALGORITHMS = {
     "ict": "generative.ict",
     "byol": "representation.byol",
     "moco": "representation.moco",
+    "dqn": "agents.dqn",
+    "ddpg": "agents.ddpg",
+    "td3": "agents.td3",
+    "sac": "agents.sac",
 }
 
 

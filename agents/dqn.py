@@ -1,0 +1,404 @@
+"""DQN and Double DQN on gymnax, with the target network as a `stabilizers` transform.
+
+One `step` steps `num_envs` environments once with an epsilon-greedy policy, stores the
+transitions, and, once `learning_starts` env steps have been taken, makes one gradient
+step every `train_every` env steps on a minibatch drawn uniformly from the replay buffer:
+
+    y_t = r_t + gamma (1 - terminated_t) Q_bar(s_t, argmax_a Q~(s_t, a)),
+    loss = mean_batch l(y_t - Q(s_{t-1}, a_{t-1})),
+
+with `Q~ = Q_bar` (DQN: the max of the target network) or `Q~ = Q` (Double DQN), `l` the
+square (the CleanRL / PureJaxRL config) or the Huber function, and `Q_bar` the target
+network, moved after every gradient step by `stabilizers.periodic` (a hard copy every
+`target_every` env steps), `stabilizers.ema` (a soft update, `decay = 1 - tau`) or a copy
+at every step (no target network: the online params behind a stop-gradient).
+
+An episode cut by the time limit is bootstrapped (`s_t` is `info["final_observation"]`);
+only `terminated` ends the return.
+
+The default config is CleanRL's `dqn_jax.py` / PureJaxRL's `dqn.py` on CartPole-v1.
+
+References:
+  Mnih et al., Human-level control through deep reinforcement learning, Nature 2015.
+  van Hasselt, Guez & Silver, Deep reinforcement learning with double Q-learning, AAAI 2016.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+import stabilizers
+from agents import envs, replay
+from agents.networks import MLP
+from stabilizers import SharedCount, shared_count
+
+
+@struct.dataclass
+class Config:
+    """DQN / Double DQN (defaults: CleanRL's and PureJaxRL's CartPole config)."""
+
+    env: str = struct.field(pytree_node=False, default="CartPole-v1")
+    """gymnax environment id (discrete actions)."""
+    num_envs: int = struct.field(pytree_node=False, default=10)
+    """Environments stepped in parallel; one `step` is `num_envs` env steps."""
+    total_steps: int = struct.field(pytree_node=False, default=500_000)
+    """Env steps of a run (the default of `--total-steps`)."""
+    buffer_size: int = struct.field(pytree_node=False, default=10_000)
+    """Replay capacity in transitions."""
+    batch_size: int = struct.field(pytree_node=False, default=128)
+    """Transitions per gradient step."""
+    hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(120, 84))
+    """Hidden layer widths of the Q-network."""
+    target: str = struct.field(pytree_node=False, default="periodic")
+    """Target network: "periodic" (hard copy), "ema" (soft, tau) or "none"."""
+    target_every: int = struct.field(pytree_node=False, default=500)
+    """Env steps between hard copies of the "periodic" target (a multiple of train_every)."""
+    double: bool = struct.field(pytree_node=False, default=False)
+    """Double DQN: the online network picks the next action, the target network values it."""
+    loss: str = struct.field(pytree_node=False, default="mse")
+    """TD loss: "mse" (squared error) or "huber"."""
+    learning_starts: int = struct.field(pytree_node=False, default=10_000)
+    """Env steps of pure exploration before the first gradient step."""
+    train_every: int = struct.field(pytree_node=False, default=10)
+    """Env steps per gradient step (divides num_envs or is a multiple of it)."""
+    epsilon_steps: int = struct.field(pytree_node=False, default=250_000)
+    """Env steps over which epsilon falls linearly from epsilon_start to epsilon_end."""
+    eval_episodes: int = struct.field(pytree_node=False, default=10)
+    """Greedy episodes per evaluation."""
+    replay: str = struct.field(pytree_node=False, default="ring")
+    """Replay buffer: "ring" (shared write position) or "flashbax" (its item buffer)."""
+    learning_rate: float = 2.5e-4
+    """Adam step size."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Soft update rate of the "ema" target per gradient step (its decay is 1 - tau)."""
+    epsilon_start: float = 1.0
+    """Exploration rate at env step 0."""
+    epsilon_end: float = 0.05
+    """Exploration rate after epsilon_steps env steps."""
+    huber_delta: float = 1.0
+    """Width of the quadratic region of the Huber loss."""
+
+
+class Item(NamedTuple):
+    """One stored transition (s_{t-1}, a_{t-1}, r_t, terminated_t, s_t)."""
+
+    obs_tm1: jax.Array
+    a_tm1: jax.Array
+    r_t: jax.Array
+    terminated_t: jax.Array
+    obs_t: jax.Array
+
+
+class Learner(NamedTuple):
+    """What a gradient step changes.
+
+    Attributes:
+      params, target_params: online and target Q-network parameters.
+      opt_state: Adam's state.
+      target_state: the target tracker's state (periodic, ema).
+      loss: the latest TD loss (0 before learning starts).
+    """
+
+    params: Any
+    target_params: Any
+    opt_state: optax.OptState
+    target_state: optax.OptState
+    loss: jax.Array
+
+
+class State(NamedTuple):
+    """Everything a DQN run carries from one step to the next.
+
+    Attributes:
+      learner: networks and optimiser states.
+      replay: the replay buffer.
+      env_state, obs: the environments and their current observations.
+      episodes: training-episode returns.
+      key: the run's random key.
+      count: steps done so far (every seed shares it).
+    """
+
+    learner: Learner
+    replay: replay.Replay
+    env_state: Any
+    obs: jax.Array
+    episodes: envs.Episodes
+    key: jax.Array
+    count: SharedCount
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def q_learning_td(
+    q_tm1: jax.Array,
+    a_tm1: jax.Array,
+    r_t: jax.Array,
+    discount_t: jax.Array,
+    q_t_value: jax.Array,
+    q_t_selector: jax.Array,
+) -> jax.Array:
+    """TD error of (Double) Q-learning for one transition (rlax's `double_q_learning`).
+
+    `y = r_t + discount_t * q_t_value[argmax q_t_selector]`, returned as `y - q_tm1[a_tm1]`
+    with `y` behind a stop-gradient. DQN passes `q_t_selector = q_t_value` (the max of the
+    target network); Double DQN passes the online network's values at `s_t`.
+
+    Args:
+      q_tm1: Q-values at s_{t-1}, `[num_actions]`.
+      a_tm1: action taken at s_{t-1}, integer scalar.
+      r_t: reward, scalar.
+      discount_t: `gamma * (1 - terminated_t)`, scalar.
+      q_t_value: target-network Q-values at s_t, `[num_actions]`.
+      q_t_selector: Q-values at s_t that choose the bootstrap action, `[num_actions]`.
+
+    Returns:
+      The TD error, a scalar.
+    """
+    if q_tm1.ndim != 1 or q_t_value.ndim != 1 or q_t_selector.ndim != 1 or a_tm1.ndim != 0:
+        raise ValueError("q_learning_td takes one transition: q-values [A], action scalar")
+    target = r_t + discount_t * q_t_value[jnp.argmax(q_t_selector)]
+    return jax.lax.stop_gradient(target) - q_tm1[a_tm1]
+
+
+# --------------------------------------------------------------------------- setup
+
+
+class _Setup(NamedTuple):
+    env: Any
+    env_params: Any
+    obs_size: int
+    num_actions: int
+    max_steps: int
+    network: MLP
+    period: int  # env steps between gradient-step iterations
+    updates: int  # gradient steps in such an iteration
+
+
+def check(config: Config) -> None:
+    """Raises a ValueError for a config DQN cannot run (names the field and value)."""
+    _setup(_static(config))
+
+
+@functools.lru_cache(maxsize=64)
+def _setup(config_static: Any) -> _Setup:
+    c = config_static
+    env, env_params = envs.make(c.env)
+    num_actions = envs.num_actions(env, env_params, c.env, "dqn")
+    obs_size = envs.observation_size(env, env_params, c.env)
+    for name in (
+        "num_envs",
+        "buffer_size",
+        "batch_size",
+        "target_every",
+        "train_every",
+        "eval_episodes",
+    ):
+        stabilizers._checks.positive_int(name, getattr(c, name))
+    for name in ("learning_starts", "epsilon_steps"):
+        if not isinstance(getattr(c, name), int) or getattr(c, name) < 0:
+            raise ValueError(f"{name} must be an integer >= 0; got {getattr(c, name)!r}")
+    if c.target not in ("periodic", "ema", "none"):
+        raise ValueError(f"target must be 'periodic', 'ema' or 'none'; got {c.target!r}")
+    if c.loss not in ("mse", "huber"):
+        raise ValueError(f"loss must be 'mse' or 'huber'; got {c.loss!r}")
+    replay.check_kind(c.replay)
+    if not all(isinstance(h, int) and h >= 1 for h in c.hidden):
+        raise ValueError(f"hidden must be positive layer widths; got {c.hidden!r}")
+    if c.train_every % c.num_envs and c.num_envs % c.train_every:
+        raise ValueError(
+            f"train_every ({c.train_every}) must divide num_envs ({c.num_envs}) or be a "
+            "multiple of it: each step makes a whole number of gradient steps"
+        )
+    period = max(c.train_every, c.num_envs)
+    if c.learning_starts % period:
+        raise ValueError(
+            f"learning_starts ({c.learning_starts}) must be a multiple of "
+            f"max(train_every, num_envs) = {period}"
+        )
+    if c.target == "periodic" and c.target_every % c.train_every:
+        raise ValueError(
+            f"target_every ({c.target_every}) must be a multiple of train_every "
+            f"({c.train_every}): the copy happens after a gradient step"
+        )
+    if c.num_envs > c.buffer_size:
+        raise ValueError(f"buffer_size ({c.buffer_size}) must hold one step of {c.num_envs} envs")
+    return _Setup(
+        env=env,
+        env_params=env_params,
+        obs_size=obs_size,
+        num_actions=num_actions,
+        max_steps=envs.max_episode_steps(env_params, c.env),
+        network=MLP((*c.hidden, num_actions)),
+        period=period,
+        updates=period // c.train_every,
+    )
+
+
+def _static(config: Config) -> Config:
+    # The static fields identify the setup; leaves (possibly traced) are dropped from the key.
+    return config.replace(
+        hidden=tuple(config.hidden),
+        learning_rate=0.0,
+        gamma=0.0,
+        tau=0.0,
+        epsilon_start=0.0,
+        epsilon_end=0.0,
+        huber_delta=0.0,
+    )
+
+
+def _target_tx(config: Config) -> optax.GradientTransformation:
+    if config.target == "periodic":
+        return stabilizers.periodic(config.target_every // config.train_every)
+    if config.target == "ema":
+        return stabilizers.ema(1.0 - jnp.asarray(config.tau, jnp.float32))
+    return stabilizers.ema(0.0)  # a copy after every gradient step: y uses the online params
+
+
+def _optimizer(config: Config) -> optax.GradientTransformation:
+    return optax.adam(config.learning_rate)
+
+
+def epsilon(config: Config, env_steps: jax.Array) -> jax.Array:
+    """Linear decay from epsilon_start to epsilon_end over epsilon_steps, then constant."""
+    frac = jnp.clip(env_steps / max(config.epsilon_steps, 1), 0.0, 1.0)
+    return config.epsilon_start + frac * (config.epsilon_end - config.epsilon_start)
+
+
+# --------------------------------------------------------------------------- init / step
+
+
+def init(key: jax.Array, config: Config) -> State:
+    """A fresh run: network, target (= network), Adam, empty buffer, reset environments."""
+    s = _setup(_static(config))
+    params_key, reset_key, key = jax.random.split(key, 3)
+    params = s.network.init(params_key, jnp.zeros((s.obs_size,)))
+    obs, env_state = envs.reset(s.env, s.env_params, reset_key, config.num_envs)
+    example = Item(
+        obs_tm1=jnp.zeros((s.obs_size,)),
+        a_tm1=jnp.zeros((), jnp.int32),
+        r_t=jnp.zeros(()),
+        terminated_t=jnp.zeros((), bool),
+        obs_t=jnp.zeros((s.obs_size,)),
+    )
+    learner = Learner(
+        params=params,
+        target_params=params,
+        opt_state=_optimizer(config).init(params),
+        target_state=_target_tx(config).init(params),
+        loss=jnp.zeros(()),
+    )
+    return State(
+        learner=learner,
+        replay=replay.init(
+            example, config.buffer_size, kind=config.replay, batch_size=config.batch_size
+        ),
+        env_state=env_state,
+        obs=obs,
+        episodes=envs.episodes_init(config.num_envs),
+        key=key,
+        count=shared_count(),
+    )
+
+
+def _loss(params, target_params, batch: Item, config: Config, network: MLP) -> jax.Array:
+    q_tm1 = network.apply(params, batch.obs_tm1)
+    q_t_value = network.apply(target_params, batch.obs_t)
+    q_t_selector = network.apply(params, batch.obs_t) if config.double else q_t_value
+    discount_t = config.gamma * (1.0 - batch.terminated_t.astype(jnp.float32))
+    td = jax.vmap(q_learning_td)(q_tm1, batch.a_tm1, batch.r_t, discount_t, q_t_value, q_t_selector)
+    if config.loss == "huber":
+        return jnp.mean(optax.huber_loss(td, delta=config.huber_delta))
+    return jnp.mean(jnp.square(td))
+
+
+def _learn(
+    learner: Learner, buffer: replay.Replay, key: jax.Array, config: Config, s: _Setup
+) -> Learner:
+    """`s.updates` gradient steps, each followed by a target update."""
+    optimizer, target_tx = _optimizer(config), _target_tx(config)
+
+    def update(learner, sample_key):
+        batch = replay.sample(buffer, sample_key, config.batch_size, kind=config.replay)
+        loss, grads = jax.value_and_grad(_loss)(
+            learner.params, learner.target_params, batch, config, s.network
+        )
+        updates, opt_state = optimizer.update(grads, learner.opt_state, learner.params)
+        params = optax.apply_updates(learner.params, updates)
+        target_params, target_state = stabilizers.update_target(
+            target_tx, params, learner.target_params, learner.target_state
+        )
+        return Learner(params, target_params, opt_state, target_state, loss), loss
+
+    if s.updates == 1:
+        return update(learner, key)[0]
+    learner, losses = jax.lax.scan(update, learner, jax.random.split(key, s.updates))
+    return learner._replace(loss=jnp.mean(losses))
+
+
+def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
+    """One vectorised env step (num_envs env steps) and the gradient steps that fall due."""
+    s = _setup(_static(config))
+    key, explore_key, action_key, env_key, learn_key = jax.random.split(state.key, 5)
+    env_steps = state.count.value * config.num_envs  # before this step
+
+    eps = epsilon(config, env_steps)
+    q = s.network.apply(state.learner.params, state.obs)
+    greedy = jnp.argmax(q, axis=-1).astype(jnp.int32)
+    explore = jax.random.uniform(explore_key, (config.num_envs,)) < eps
+    random_action = jax.random.randint(action_key, (config.num_envs,), 0, s.num_actions)
+    action = jnp.where(explore, random_action, greedy)
+
+    out = envs.step(s.env, s.env_params, env_key, state.env_state, action)
+    items = Item(state.obs, action, out.reward, out.terminated, out.next_obs)
+    state = state._replace(
+        replay=replay.add(state.replay, items, kind=config.replay, batch_size=config.batch_size),
+        env_state=out.env_state,
+        obs=out.obs,
+        episodes=envs.episodes_update(state.episodes, out.reward, out.terminated | out.truncated),
+        key=key,
+        count=SharedCount(state.count.value + 1),
+    )
+
+    env_steps = env_steps + config.num_envs
+    # Every seed shares `count`, so under the harness's vmap this stays a branch: no
+    due = (env_steps > config.learning_starts) & (env_steps % s.period == 0)
+    # gradient work on steps without an update. Only the learner goes through the branch
+    # (the buffer is read, not copied).
+    learner = jax.lax.cond(
+        due,
+        lambda lr, buf: _learn(lr, buf, learn_key, config, s),
+        lambda lr, buf: lr,
+        state.learner,
+        state.replay,
+    )
+    state = state._replace(learner=learner)
+    return state, {
+        "loss": learner.loss,
+        "epsilon": eps,
+        "lag": stabilizers.lag(learner.params, learner.target_params),
+        **envs.episodes_metrics(state.episodes),
+    }
+
+
+def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Array]:
+    """Mean return of `eval_episodes` greedy episodes (`return`) and their spread."""
+    s = _setup(_static(config))
+
+    def policy(obs):
+        return jnp.argmax(s.network.apply(state.learner.params, obs), axis=-1).astype(jnp.int32)
+
+    return envs.evaluate(s.env, s.env_params, policy, key, config.eval_episodes, s.max_steps)
+
+
+def units(config: Config) -> tuple[str, int]:
+    return "env_steps", config.num_envs

@@ -1,0 +1,213 @@
+"""gymnax environments for the agents: lookup, space checks, stepping, episodes, evaluation.
+
+Every agent steps `num_envs` copies of one gymnax environment in lock-step with the
+gymnax 1.0 API, `env.step(key, state, action, params) -> (obs, state, reward, terminated,
+truncated, info)`, which resets an environment automatically when its episode ends. The
+transition stored for learning uses `info["final_observation"]` (the observation before
+that reset) as the next observation and `terminated` alone as the end of the return: an
+episode cut by the time limit (`truncated`) is bootstrapped, one that reached a terminal
+state is not (Pardo et al., Time limits in reinforcement learning, ICML 2018).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import gymnax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from gymnax.environments import spaces
+
+
+def make(name: str) -> tuple[Any, Any]:
+    """`gymnax.make(name)`, with an error that lists the registered names.
+
+    Args:
+      name: a registered gymnax environment id, e.g. "CartPole-v1" or "Pendulum-v1".
+
+    Returns:
+      `(env, env_params)`.
+    """
+    if not isinstance(name, str) or name not in gymnax.registered_envs:
+        raise ValueError(
+            f"unknown environment {name!r}; registered gymnax environments: "
+            + ", ".join(gymnax.registered_envs)
+        )
+    return gymnax.make(name)
+
+
+def observation_size(env: Any, env_params: Any, name: str) -> int:
+    """Size of the flattened observation (the agents' networks are MLPs)."""
+    space = env.observation_space(env_params)
+    if not isinstance(space, spaces.Box):
+        raise ValueError(
+            f"{name} has observation space {space!r}; the agents need an array (Box) "
+            "observation that an MLP can read"
+        )
+    return int(np.prod(space.shape, dtype=np.int64))
+
+
+def num_actions(env: Any, env_params: Any, name: str, algo: str) -> int:
+    """The number of actions of a discrete action space, or a ValueError that says why not."""
+    space = env.action_space(env_params)
+    if not isinstance(space, spaces.Discrete):
+        raise ValueError(
+            f"{algo} needs a discrete action space (it picks the action with the largest of "
+            f"one Q-value per action); {name} has the continuous space {space!r}. Use td3, "
+            "ddpg or sac for continuous actions."
+        )
+    return int(space.n)
+
+
+def action_bounds(env: Any, env_params: Any, name: str, algo: str) -> tuple[np.ndarray, ...]:
+    """`(low, high)` of a bounded continuous action space (float32 arrays of the action shape)."""
+    space = env.action_space(env_params)
+    if not isinstance(space, spaces.Box):
+        raise ValueError(
+            f"{algo} needs a continuous (Box) action space (its actor outputs a real-valued "
+            f"action and the critic is differentiated through it); {name} has the discrete "
+            f"space {space!r}. Use dqn for discrete actions."
+        )
+    shape = tuple(space.shape)
+    low = np.broadcast_to(np.asarray(space.low, np.float32), shape).astype(np.float32)
+    high = np.broadcast_to(np.asarray(space.high, np.float32), shape).astype(np.float32)
+    if len(shape) != 1 or not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise ValueError(
+            f"{algo} needs a bounded 1-d action space (a tanh-squashed actor); {name} has "
+            f"low={space.low!r}, high={space.high!r}, shape={shape}"
+        )
+    if not np.all(high > low):
+        raise ValueError(f"{name}: action space needs high > low; got {low} and {high}")
+    return low, high
+
+
+def max_episode_steps(env_params: Any, name: str) -> int:
+    """The time limit of an episode (`env_params.max_steps_in_episode`)."""
+    steps = getattr(env_params, "max_steps_in_episode", None)
+    if steps is None:
+        raise ValueError(f"{name} has no max_steps_in_episode: evaluation needs a time limit")
+    return int(steps)
+
+
+def flatten(obs: jax.Array, batch_dims: int = 0) -> jax.Array:
+    """Flattens observations to float32 vectors, keeping `batch_dims` leading axes."""
+    return jnp.reshape(obs, obs.shape[:batch_dims] + (-1,)).astype(jnp.float32)
+
+
+def reset(env: Any, env_params: Any, key: jax.Array, num_envs: int) -> tuple[jax.Array, Any]:
+    """Resets `num_envs` environments: `(obs [num_envs, obs_size], env_states)`."""
+    obs, states = jax.vmap(env.reset, in_axes=(0, None))(
+        jax.random.split(key, num_envs), env_params
+    )
+    return flatten(obs, 1), states
+
+
+class Transition(NamedTuple):
+    """What one environment step returns to an agent (leading axis: the environments).
+
+    Attributes:
+      obs: observation after the step, after the automatic reset (the next `obs_tm1`).
+      env_state: environment states after the step and the reset.
+      reward: reward of the step.
+      terminated: the step reached a terminal state: no value beyond it.
+      truncated: the time limit cut the episode: its value is bootstrapped.
+      next_obs: observation reached by the step, before any reset
+        (`info["final_observation"]`): the `obs_t` of the stored transition.
+    """
+
+    obs: jax.Array
+    env_state: Any
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    next_obs: jax.Array
+
+
+def step(
+    env: Any, env_params: Any, key: jax.Array, env_state: Any, action: jax.Array
+) -> Transition:
+    """Steps every environment once (one key each, split from `key`)."""
+    num_envs = action.shape[0]
+    obs, env_state, reward, terminated, truncated, info = jax.vmap(
+        env.step, in_axes=(0, 0, 0, None)
+    )(jax.random.split(key, num_envs), env_state, action, env_params)
+    return Transition(
+        obs=flatten(obs, 1),
+        env_state=env_state,
+        reward=reward.astype(jnp.float32),
+        terminated=terminated,
+        truncated=truncated,
+        next_obs=flatten(info["final_observation"], 1),
+    )
+
+
+class Episodes(NamedTuple):
+    """Undiscounted returns of the training episodes, per environment.
+
+    Attributes:
+      running: return of the episode in progress.
+      last: return of the last finished episode (0 until one finishes).
+      finished: number of finished episodes.
+    """
+
+    running: jax.Array
+    last: jax.Array
+    finished: jax.Array
+
+
+def episodes_init(num_envs: int) -> Episodes:
+    zeros = jnp.zeros((num_envs,), jnp.float32)
+    return Episodes(running=zeros, last=zeros, finished=jnp.zeros((num_envs,), jnp.int32))
+
+
+def episodes_update(episodes: Episodes, reward: jax.Array, done: jax.Array) -> Episodes:
+    """Adds a step's rewards; `done` (terminated or truncated) closes an episode."""
+    total = episodes.running + reward
+    return Episodes(
+        running=jnp.where(done, 0.0, total),
+        last=jnp.where(done, total, episodes.last),
+        finished=episodes.finished + done.astype(jnp.int32),
+    )
+
+
+def episodes_metrics(episodes: Episodes) -> dict[str, jax.Array]:
+    """`episode_return`: mean over environments of their last finished episode's return
+    (over those that finished one; 0 before any did). `episodes`: finished so far."""
+    seen = episodes.finished > 0
+    count = jnp.sum(seen)
+    mean = jnp.sum(jnp.where(seen, episodes.last, 0.0)) / jnp.maximum(count, 1)
+    return {"episode_return": mean, "episodes": jnp.sum(episodes.finished).astype(jnp.float32)}
+
+
+def evaluate(
+    env: Any, env_params: Any, policy, key: jax.Array, num_episodes: int, max_steps: int
+) -> dict[str, jax.Array]:
+    """Mean undiscounted return of `num_episodes` episodes of a deterministic policy.
+
+    The episodes run side by side for `max_steps` steps (the time limit); each one counts
+    its rewards until it first terminates or is truncated.
+
+    Args:
+      env, env_params: the environment.
+      policy: `obs [num_episodes, obs_size] -> actions [num_episodes, ...]`.
+      key: randomness of the start states (and of stochastic dynamics).
+      num_episodes: episodes to average.
+      max_steps: the environment's time limit.
+
+    Returns:
+      `{"return": mean return, "return_std": its standard deviation over episodes}`.
+    """
+    reset_key, steps_key = jax.random.split(key)
+    obs, states = reset(env, env_params, reset_key, num_episodes)
+
+    def body(carry, step_key):
+        obs, states, total, done = carry
+        out = step(env, env_params, step_key, states, policy(obs))
+        total = total + jnp.where(done, 0.0, out.reward)
+        done = done | out.terminated | out.truncated
+        return (out.obs, out.env_state, total, done), None
+
+    carry = (obs, states, jnp.zeros((num_episodes,)), jnp.zeros((num_episodes,), bool))
+    (_, _, total, _), _ = jax.lax.scan(body, carry, jax.random.split(steps_key, max_steps))
+    return {"return": jnp.mean(total), "return_std": jnp.std(total)}

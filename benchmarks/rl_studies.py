@@ -1,0 +1,210 @@
+"""The RL studies: one command each, runs through `benchmarks.train`, then a table and a figure.
+
+    python -m benchmarks.rl_studies dqn-targets   # CartPole-v1: no target, hard copy, EMA taus
+    python -m benchmarks.rl_studies td3-delay     # Pendulum-v1: TD3 with d = 1, 2, 4, and DDPG
+    python -m benchmarks.rl_studies sac           # Pendulum-v1: SAC
+    python -m benchmarks.rl_studies report        # tables and figures from the runs so far
+
+Each study is a list of variants; each variant is one `benchmarks.train` run (all its
+seeds, and a vmapped sweep where there is one, in one program) written to
+`runs/rl/<study>/<variant>/`. A finished variant is skipped, an interrupted one resumes
+from its checkpoint, so a study can be run in pieces (`--only VARIANT`). After the runs
+the study writes `docs/results/rl_<study>.json` (per-seed final returns, IQM with a 95%
+bootstrap interval, throughput, compile time) and `docs/figures/rl_<study>.png` (IQM
+learning curves of the greedy / deterministic evaluation return), and prints a Markdown
+table.
+
+By default the runs split the CPU into one JAX device per core with one XLA thread each
+(`JAX_NUM_CPU_DEVICES`, `PJRT_NPROC`, set before JAX starts): the harness spreads the
+seeds over the devices, and no small kernel waits on a second thread (`rl_throughput.py`
+measures the difference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Pendulum-v1 at 20k env steps: the RL-Zoo settings for this budget (gamma 0.98, Adam 1e-3;
+# rl-baselines3-zoo hyperparams/td3.yml, sac.yml) on 64-64 networks and batches of 128, so
+# that 8 seeds x 20k gradient steps per variant fit a 2-core CPU.
+PENDULUM = [
+    "--hidden", "64", "64", "--batch-size", "128", "--gamma", "0.98",
+    "--actor-learning-rate", "1e-3", "--critic-learning-rate", "1e-3",
+]  # fmt: skip
+
+# variant name -> benchmarks.train arguments (after --out, --seeds)
+STUDIES: dict[str, dict[str, list[str]]] = {
+    "dqn_targets": {
+        "hard copy (every 500 env steps)": ["--algo", "dqn", "--target", "periodic"],
+        "no target": ["--algo", "dqn", "--target", "none"],
+        "ema": ["--algo", "dqn", "--target", "ema", "--sweep", "tau=0.005,0.05"],
+    },
+    "td3_delay": {
+        "td3 d=1": ["--algo", "td3", "--policy-delay", "1", *PENDULUM],
+        "td3 d=2": ["--algo", "td3", "--policy-delay", "2", *PENDULUM],
+        "td3 d=4": ["--algo", "td3", "--policy-delay", "4", *PENDULUM],
+        "ddpg": ["--algo", "ddpg", *PENDULUM],
+    },
+    "sac": {
+        "sac": ["--algo", "sac", *PENDULUM, "--alpha-learning-rate", "1e-3"],
+    },
+}
+COMMANDS = {"dqn-targets": "dqn_targets", "td3-delay": "td3_delay", "sac": "sac"}
+TITLES = {
+    "dqn_targets": "DQN on CartPole-v1: target networks",
+    "td3_delay": "TD3 on Pendulum-v1: policy delay d, and DDPG",
+    "sac": "SAC on Pendulum-v1",
+}
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "=." else "_" for c in name).strip("_")
+
+
+def run_dir(study: str, variant: str) -> str:
+    return os.path.join(ROOT, "runs", "rl", study, _slug(variant))
+
+
+def _finished(out: str) -> bool:
+    path = os.path.join(out, "results.json")
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        return json.load(f).get("status") == "completed"
+
+
+def run_study(study: str, seeds: int, only: str | None, extra: list[str]) -> None:
+    from benchmarks import train
+
+    for variant, args in STUDIES[study].items():
+        if only is not None and _slug(only) != _slug(variant):
+            continue
+        out = run_dir(study, variant)
+        if _finished(out):
+            print(f"[rl_studies] {study}/{variant}: done, skipped ({out})", file=sys.stderr)
+            continue
+        argv = [*args, "--seeds", str(seeds), "--out", out, "--no-progress", *extra]
+        print(f"[rl_studies] python -m benchmarks.train {' '.join(argv)}", file=sys.stderr)
+        status = train.main(argv)
+        if status:
+            raise SystemExit(f"{study}/{variant} ended with status {status}")
+
+
+def _load(study: str):
+    """Per (variant, sweep point): label, results, and eval curve `(x [T], y [T, S])`."""
+    from benchmarks import harness
+
+    rows = []
+    for variant in STUDIES[study]:
+        out = run_dir(study, variant)
+        if not os.path.exists(os.path.join(out, "results.json")):
+            continue
+        with open(os.path.join(out, "results.json")) as f:
+            res = json.load(f)
+        x, y = harness.curve(harness.read_log(out), "return", "env_steps", kind="eval")
+        points = len(res["final_return"])
+        y = y.reshape(len(x), points, -1)
+        labels = [
+            ", ".join(f"{k}={v}" for k, v in pt.items() if k != "seed")
+            for pt in res["grid"][:: len(res["seeds"])]
+        ]
+        for p, label in enumerate(labels):
+            name = f"{variant} {label}".strip() if label else variant
+            rows.append((name, res, p, x, y[:, p, :]))
+    return rows
+
+
+def report(study: str) -> str:
+    from benchmarks import plots, stats
+
+    rows = _load(study)
+    if not rows:
+        return f"{study}: no runs yet"
+    table = {}
+    lines = [
+        "| variant | seeds | final return IQM [95% CI] | mean +- std | env steps / s | compile s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, res, p, _, _ in rows:
+        final = np.asarray(res["final_return"][p], dtype=np.float64)
+        lo, hi = stats.bootstrap_ci(final, stats.iqm)
+        table[name] = {
+            "final_return": final.tolist(),
+            "iqm": float(stats.iqm(final)),
+            "iqm_ci95": [float(lo), float(hi)],
+            "mean": float(final.mean()),
+            "std": float(final.std()),
+            "seeds": res["seeds"],
+            "env_steps": res["env_steps"],
+            "env_steps_per_second": res["env_steps_per_second"],
+            "compile_seconds": res["compile_seconds"],
+            "run_seconds": res["run_seconds"],
+            "devices": res["devices"],
+            "config": res["config"],
+        }
+        lines.append(
+            f"| {name} | {len(final)} | {stats.iqm(final):.1f} [{lo:.1f}, {hi:.1f}] | "
+            f"{final.mean():.1f} +- {final.std():.1f} | {res['env_steps_per_second']:,.0f} | "
+            f"{res['compile_seconds']:.1f} |"
+        )
+    os.makedirs(os.path.join(ROOT, "docs", "results"), exist_ok=True)
+    os.makedirs(os.path.join(ROOT, "docs", "figures"), exist_ok=True)
+    with open(os.path.join(ROOT, "docs", "results", f"rl_{study}.json"), "w") as f:
+        json.dump(table, f, indent=1)
+    # one figure: every variant's curve on the shared x grid of the longest run
+    x = max((r[3] for r in rows), key=len)
+    ys, labels = [], []
+    for name, _, _, xr, yr in rows:
+        y = np.full((len(x), yr.shape[1]), np.nan)
+        idx = np.searchsorted(x, xr)
+        y[idx] = yr
+        ys.append(y)
+        labels.append(name)
+    width = max(y.shape[1] for y in ys)
+    y = np.stack(
+        [np.pad(v, ((0, 0), (0, width - v.shape[1])), constant_values=np.nan) for v in ys], 1
+    )
+    plots.learning_curve(
+        os.path.join(ROOT, "docs", "figures", f"rl_{study}.png"),
+        x,
+        y,
+        labels,
+        xlabel="env steps (per seed)",
+        ylabel="evaluation return",
+        title=TITLES[study],
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.rl_studies",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("study", choices=[*COMMANDS, "report"])
+    p.add_argument("--seeds", type=int, default=8)
+    p.add_argument("--only", default=None, help="run one variant of the study")
+    p.add_argument("--cpu-devices", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--cpu-threads", type=int, default=1)
+    args, extra = p.parse_known_args(argv)
+    if "jax" not in sys.modules:  # the CPU layout is read once, when JAX starts
+        os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(args.cpu_devices))
+        os.environ.setdefault("PJRT_NPROC", str(args.cpu_threads))
+    studies = list(COMMANDS.values()) if args.study == "report" else [COMMANDS[args.study]]
+    for study in studies:
+        if args.study != "report":
+            run_study(study, args.seeds, args.only, extra)
+        print(f"\n### {TITLES[study]}\n\n{report(study)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
