@@ -1,0 +1,333 @@
+"""Throughput of the RL agents against the number of seeds, with compile time and utilisation.
+
+    python -m benchmarks.rl_throughput
+
+For DQN (the default CartPole config) and TD3 (the default Pendulum config), and 1, 8, 32
+and 128 seeds, one harness run per point, every iteration doing its full work (learning
+from the first step), timed after `block_until_ready`, compile time apart. The step
+budgets are short (DQN: 1,000 iterations of 10 envs per seed, 400 at 128 seeds; TD3: 400,
+100, 40, 16 env steps per seed): the rate of a run does not depend on its length once
+learning has started. Two CPU layouts, each in its own process:
+
+- `split` (the seed sweep): one device per core, one XLA thread each
+  (`JAX_NUM_CPU_DEVICES`, `PJRT_NPROC=1`); the harness spreads the seeds over the devices;
+- `default` (8 seeds, for comparison): one JAX CPU device, XLA's thread pools at one
+  thread per core.
+
+Utilisation is the matrix-multiply FLOPs the run must do (counted from the layer sizes:
+forward passes, and weight and input gradients where the algorithm needs them) per
+second, divided by the rate of a large float32 GEMM measured in the same process and
+layout (on every device at once for `split`).
+
+In the same script: the speed anchor (`benchmarks.dqn_anchor`, a DQN laid out as
+PureJaxRL's: `jit(vmap(train))`, batched counters, flashbax's flat buffer) for 8 seeds
+and for 1 seed in the default layout (100k env steps per seed); and the project's DQN
+with flashbax's item buffer instead of the ring buffer (8 seeds).
+
+Each measurement is cached in `runs/rl/throughput/`; running the command again skips
+what is there (`--fresh` redoes it). Results: `docs/results/rl_throughput.json`,
+`docs/figures/rl_throughput.png`, and a Markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.path.join(ROOT, "runs", "rl", "throughput")
+SEEDS = (1, 8, 32, 128)
+ANCHOR_STEPS = 100_000  # env steps per seed of the anchor runs
+LAYOUTS = ("default", "split")
+
+
+# --------------------------------------------------------------------------- FLOPs
+
+
+def mlp_flops(sizes, batch, *, weight_grads=False, input_grads=False) -> float:
+    """Matmul FLOPs of an MLP with layer sizes `sizes` on `batch` inputs: the forward pass,
+    plus weight gradients and/or input gradients (all layers) of the backward pass."""
+    per_layer = [2.0 * a * b * batch for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+    total = sum(per_layer)
+    if weight_grads:
+        total += sum(per_layer)
+    if input_grads:
+        total += sum(per_layer)
+    return total
+
+
+def dqn_flops_per_iteration(c, obs_size: int, num_actions: int) -> float:
+    """Per seed and iteration after learning starts (`agents.dqn`)."""
+    sizes = [obs_size, *c.hidden, num_actions]
+    act = mlp_flops(sizes, c.num_envs)
+    online = mlp_flops(sizes, c.batch_size, weight_grads=True, input_grads=True)
+    online -= 2.0 * sizes[0] * sizes[1] * c.batch_size  # no gradient for the observations
+    target = mlp_flops(sizes, c.batch_size) * (2 if c.double else 1)
+    return act + (online + target) * c.num_envs / c.train_every
+
+
+def td3_flops_per_iteration(c, obs_size: int, action_size: int) -> float:
+    """Per seed and iteration after learning starts (`agents.td3`, one gradient step per
+    env step; the actor step every `policy_delay` of them)."""
+    actor = [obs_size, *c.hidden, action_size]
+    critic = [obs_size + action_size, *c.hidden, 1]
+    b = c.batch_size
+    critic_step = (
+        mlp_flops(actor, b)  # target actor at s_t
+        + c.num_critics * mlp_flops(critic, b)  # target critics
+        + c.num_critics * mlp_flops(critic, b, weight_grads=True, input_grads=True)
+        - c.num_critics * 2.0 * critic[0] * critic[1] * b  # no gradient for (s, a) there
+    )
+    actor_step = (
+        mlp_flops(actor, b, weight_grads=True, input_grads=True)
+        - 2.0 * actor[0] * actor[1] * b
+        + mlp_flops(critic, b, input_grads=True)
+    )  # Q_1 and its gradient in a
+    return c.num_envs * (critic_step + actor_step / c.policy_delay) + mlp_flops(actor, c.num_envs)
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def gemm_rate(n: int = 1024, repeats: int = 5) -> float:
+    """FLOP/s of a float32 n x n GEMM on every device at once."""
+    import jax
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
+
+    devices = jax.devices()
+    mesh = Mesh(np.asarray(devices), ("d",))
+    k = len(devices)
+    a = jax.random.normal(jax.random.key(0), (k, n, n))
+    b = jax.random.normal(jax.random.key(1), (k, n, n))
+    f = jax.jit(
+        jax.shard_map(lambda x, y: x @ y, mesh=mesh, in_specs=P("d"), out_specs=P("d"))
+        if k > 1
+        else (lambda x, y: x @ y)
+    )
+    jax.block_until_ready(f(a, b))
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(f(a, b))
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * n**3 * k / best
+
+
+def measure_agent(algo_name: str, seeds: int, replay_kind: str = "ring") -> dict:
+    from agents import dqn, envs, td3
+    from benchmarks import harness
+
+    if algo_name == "dqn":
+        algo, config = dqn, dqn.Config(learning_starts=0, replay=replay_kind)
+        env, params = envs.make(config.env)
+        flops = dqn_flops_per_iteration(
+            config,
+            envs.observation_size(env, params, config.env),
+            envs.num_actions(env, params, config.env, "dqn"),
+        )
+        iterations = 1_000 if seeds <= 32 else 400
+    else:
+        algo, config = td3, td3.Config(learning_starts=0)
+        env, params = envs.make(config.env)
+        low, _ = envs.action_bounds(env, params, config.env, "td3")
+        flops = td3_flops_per_iteration(
+            config, envs.observation_size(env, params, config.env), low.shape[0]
+        )
+        iterations = {1: 400, 8: 100, 32: 40, 128: 16}.get(seeds, 40)
+    res = harness.run(
+        algo,
+        config,
+        iterations=iterations,
+        seeds=seeds,
+        segment_length=iterations // 2,
+        eval_every=1_000_000,
+        progress=False,
+        plot=False,
+    ).results
+    return {
+        "algo": algo_name,
+        "replay": replay_kind,
+        "seeds": seeds,
+        "iterations": iterations,
+        "env_steps_per_second": res["env_steps_per_second"],
+        "compile_seconds": res["compile_seconds"],
+        "run_seconds": res["run_seconds"],
+        "devices": res["devices"],
+        "flops_per_second": flops * seeds * iterations / res["run_seconds"],
+        "flops_per_iteration_per_seed": flops,
+    }
+
+
+def measure_anchor(seeds: int, total_steps: int) -> dict:
+    import jax
+
+    from agents import dqn
+    from benchmarks import dqn_anchor, stats
+
+    config = dqn.Config()
+    train = jax.jit(jax.vmap(dqn_anchor.make_train(config, total_steps)))
+    keys = jax.vmap(jax.random.key)(np.arange(seeds))
+    t = time.perf_counter()
+    compiled = train.lower(keys).compile()
+    compile_s = time.perf_counter() - t
+    t = time.perf_counter()
+    params, _ = jax.block_until_ready(compiled(keys))
+    run_s = time.perf_counter() - t
+    evaluate = jax.jit(jax.vmap(lambda p, k: dqn_anchor.greedy_return(p, k, config)))
+    eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    final = np.asarray(evaluate(params, eval_keys)).tolist()
+    sizes = [4, *config.hidden, 2]
+    flops = dqn_flops_per_iteration(config, sizes[0], sizes[-1])
+    iterations = total_steps // config.num_envs
+    return {
+        "algo": "dqn anchor (PureJaxRL layout)",
+        "seeds": seeds,
+        "env_steps": total_steps,
+        "env_steps_per_second": seeds * total_steps / run_s,
+        "compile_seconds": compile_s,
+        "run_seconds": run_s,
+        "final_return": final,
+        "final_return_iqm": float(stats.iqm(final)),
+        # the anchor does a gradient step on every iteration (batched conds: both branches)
+        "flops_per_second": flops * seeds * iterations / run_s,
+    }
+
+
+def worker(layout: str, part: str) -> dict:
+    """Runs one part in this process (whose CPU layout is already set) and returns it."""
+    out = {"layout": layout, "part": part, "gemm_flops_per_second": gemm_rate()}
+    if part in ("dqn", "td3"):
+        out["rows"] = [measure_agent(part, s) for s in (SEEDS if layout == "split" else (8,))]
+    elif part == "flashbax":
+        out["rows"] = [measure_agent("dqn", 8, "flashbax")]
+    elif part == "anchor":
+        out["rows"] = [measure_anchor(8, ANCHOR_STEPS), measure_anchor(1, ANCHOR_STEPS)]
+    for row in out["rows"]:
+        row["utilisation"] = row["flops_per_second"] / out["gemm_flops_per_second"]
+    return out
+
+
+# --------------------------------------------------------------------------- driver
+
+
+PARTS = [
+    ("split", "dqn"),
+    ("split", "td3"),
+    ("default", "dqn"),
+    ("default", "td3"),
+    ("split", "flashbax"),
+    ("default", "anchor"),
+]
+
+
+def _run_part(layout: str, part: str, fresh: bool) -> dict:
+    path = os.path.join(CACHE, f"{layout}_{part}.json")
+    if os.path.exists(path) and not fresh:
+        with open(path) as f:
+            return json.load(f)
+    cmd = [sys.executable, "-m", "benchmarks.rl_throughput", "--worker", layout, part]
+    env = dict(os.environ)
+    if layout == "split":
+        env["PJRT_NPROC"] = "1"
+        env["JAX_NUM_CPU_DEVICES"] = str(os.cpu_count() or 1)
+    print(f"[rl_throughput] {layout} {part} ...", file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"{layout} {part} failed:\n{proc.stderr[-4000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    os.makedirs(CACHE, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def _table(results: list[dict]) -> str:
+    lines = [
+        "| layout | algo | seeds | env steps / s | compile s | matmul GFLOP/s | GEMM GFLOP/s "
+        "| utilisation |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for res in results:
+        for row in res["rows"]:
+            name = row["algo"] + (f" ({row['replay']} buffer)" if row.get("replay") else "")
+            lines.append(
+                f"| {res['layout']} | {name} | {row['seeds']} | "
+                f"{row['env_steps_per_second']:,.0f} | {row['compile_seconds']:.1f} | "
+                f"{row['flops_per_second'] / 1e9:.1f} | "
+                f"{res['gemm_flops_per_second'] / 1e9:.1f} | {100 * row['utilisation']:.0f}% |"
+            )
+    return "\n".join(lines)
+
+
+def _figure(results: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
+    for ax, algo in zip(axes, ("dqn", "td3"), strict=True):
+        for res in results:
+            rows = [r for r in res["rows"] if r["algo"] == algo and r.get("replay") == "ring"]
+            if not rows:
+                continue
+            x = [r["seeds"] for r in rows]
+            ax.plot(x, [r["env_steps_per_second"] for r in rows], "o-", label=res["layout"])
+        if algo == "dqn":
+            for res in results:
+                for r in res["rows"]:
+                    if r["algo"].startswith("dqn anchor"):
+                        ax.plot(r["seeds"], r["env_steps_per_second"], "kx", ms=9)
+                        ax.annotate("anchor", (r["seeds"], r["env_steps_per_second"]), fontsize=8)
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("seeds (vmapped)")
+        ax.set_ylabel("env steps / s (all seeds)")
+        ax.set_title(f"{algo.upper()} ({'CartPole-v1' if algo == 'dqn' else 'Pendulum-v1'})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.rl_throughput",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--worker", nargs=2, metavar=("LAYOUT", "PART"), help=argparse.SUPPRESS)
+    p.add_argument("--only", default=None, help="LAYOUT:PART, e.g. split:dqn")
+    p.add_argument("--fresh", action="store_true", help="redo cached measurements")
+    args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(*args.worker)))
+        return 0
+    results = []
+    for layout, part in PARTS:
+        if args.only and args.only != f"{layout}:{part}":
+            path = os.path.join(CACHE, f"{layout}_{part}.json")
+            if os.path.exists(path):
+                with open(path) as f:
+                    results.append(json.load(f))
+            continue
+        results.append(_run_part(layout, part, args.fresh))
+    os.makedirs(os.path.join(ROOT, "docs", "results"), exist_ok=True)
+    os.makedirs(os.path.join(ROOT, "docs", "figures"), exist_ok=True)
+    with open(os.path.join(ROOT, "docs", "results", "rl_throughput.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    _figure(results, os.path.join(ROOT, "docs", "figures", "rl_throughput.png"))
+    print(_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
