@@ -334,7 +334,8 @@ def collect(root: str, data: str) -> dict[str, list[dict]]:
                     switch_off_epoch=final["switch_off_epoch"][i],
                     iterations=final["iterations"],
                     finished=final["finished"],
-                    run_seconds=final.get("run_seconds"),
+                    # a job resumed from a checkpoint timed only its last call: no time
+                    run_seconds=None if final.get("resumed") else final.get("run_seconds"),
                     compile_seconds=final.get("compile_seconds"),
                     seeds_per_program=len(final["seeds"]),
                     device=final.get("device"),
