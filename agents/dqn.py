@@ -87,14 +87,7 @@ class Config:
     """Width of the quadratic region of the Huber loss."""
 
 
-class Item(NamedTuple):
-    """One stored transition (s_{t-1}, a_{t-1}, r_t, terminated_t, s_t)."""
-
-    obs_tm1: jax.Array
-    a_tm1: jax.Array
-    r_t: jax.Array
-    terminated_t: jax.Array
-    obs_t: jax.Array
+Item = replay.Transition
 
 
 class Learner(NamedTuple):

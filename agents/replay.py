@@ -14,6 +14,7 @@ batched state; `benchmarks/rl_throughput.py` measures both.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -22,6 +23,30 @@ import jax.numpy as jnp
 from stabilizers import SharedCount, shared_count
 
 KINDS = ("ring", "flashbax")
+
+
+class Transition(NamedTuple):
+    """One stored transition (s_{t-1}, a_{t-1}, r_t, terminated_t, s_t): the item every
+    agent replays (rlax's names; `terminated_t`, not truncation, ends bootstrapping)."""
+
+    obs_tm1: jax.Array
+    a_tm1: jax.Array
+    r_t: jax.Array
+    terminated_t: jax.Array
+    obs_t: jax.Array
+
+
+def repeat(update: Callable[[Any, jax.Array], Any], carry: Any, key: jax.Array, n: int) -> Any:
+    """Applies `carry = update(carry, k)` `n` times with fresh keys split from `key`
+    (a `lax.scan`; a single call when `n == 1`), e.g. n gradient steps per vectorised env
+    step."""
+    if n == 1:
+        return update(carry, key)
+
+    def body(carry, k):
+        return update(carry, k), None
+
+    return jax.lax.scan(body, carry, jax.random.split(key, n))[0]
 
 
 class Replay(NamedTuple):

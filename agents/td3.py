@@ -87,14 +87,7 @@ class Config:
     """Clip of the smoothing noise, in units of half the action range."""
 
 
-class Item(NamedTuple):
-    """One stored transition (s_{t-1}, a_{t-1}, r_t, terminated_t, s_t)."""
-
-    obs_tm1: jax.Array
-    a_tm1: jax.Array
-    r_t: jax.Array
-    terminated_t: jax.Array
-    obs_t: jax.Array
+Item = replay.Transition
 
 
 class Targets(NamedTuple):
@@ -375,13 +368,8 @@ def _learn(
     learner: Learner, buffer: replay.Replay, key: jax.Array, config: Config, s: _Setup
 ) -> Learner:
     """One gradient step per env step of this `step` (`num_envs` of them)."""
-    if config.num_envs == 1:
-        return _gradient_step(learner, buffer, key, config, s)
-
-    def body(learner, k):
-        return _gradient_step(learner, buffer, k, config, s), None
-
-    return jax.lax.scan(body, learner, jax.random.split(key, config.num_envs))[0]
+    grad_step = lambda lr, k: _gradient_step(lr, buffer, k, config, s)  # noqa: E731
+    return replay.repeat(grad_step, learner, key, config.num_envs)
 
 
 def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
