@@ -200,8 +200,9 @@ def update_target(
         target = optax.apply_updates(target, increments)
 
     except that a leaf whose increment is the whole delta becomes `online` exactly (a hard
-    copy, a masked-out leaf, decay 0), where `target + (online - target)` could differ by a
-    rounding. Nothing here is differentiated: the result is `stop_gradient`-ed.
+    copy, a masked-out leaf, decay 0), where `target + (online - target)` could differ by
+    a rounding, and a leaf whose increment is zero stays `target` exactly.
+    Nothing here is differentiated: the result is `stop_gradient`-ed.
 
     Args:
       tx: a target tracker (`ema`, `periodic`, or any optax transformation of deltas).
@@ -224,8 +225,11 @@ def update_target(
         increments, state = tx.update(delta, state, target)
 
     def apply(o, t, d, i):
+        # A zero increment leaves the target bit for bit (a frozen leaf, an off-step of
+        # `periodic`, decay 1), also where `o - t` was flushed to zero (subnormal
+        # differences under flush-to-zero) and `i == d` would wrongly snap to `o`.
         moved = (t + i).astype(t.dtype)
-        return jnp.where(i == d, o.astype(t.dtype), moved)
+        return jnp.where(i == 0, t, jnp.where(i == d, o.astype(t.dtype), moved))
 
     new_target = jax.tree.map(apply, online, target, delta, increments)
     return new_target, state

@@ -20,6 +20,8 @@ settings.register_profile(
     "default",
     max_examples=25,
     deadline=None,
+    derandomize=True,  # the same examples on every run: CI is reproducible
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile("default")

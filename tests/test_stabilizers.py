@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import stabilizers
@@ -250,14 +250,19 @@ def test_property_decay_zero_copies(a, b):
 
 
 @given(arrays, arrays, st.sampled_from([1.0, jnp.float32(1.0)]))
+@example([0.0], [1.401298464324817e-45], 1.0)  # subnormal gap, flushed to zero on CPU
 def test_property_decay_one_freezes(a, b, one):
     n = min(len(a), len(b))
     online, target = jnp.array(a[:n]), jnp.array(b[:n])
     tx = stabilizers.ema(one)
     new, _ = stabilizers.update_target(tx, online, target, tx.init(target))
     np.testing.assert_array_equal(new, target)
+    # optax's `target + 0` may flush a subnormal target to zero (XLA CPU runs with
+    # flush-to-zero); update_target above keeps it, the plain path may not.
     new2, _ = manual_path(tx, online, target, tx.init(target))
-    np.testing.assert_array_equal(new2, target)
+    t, n2 = np.asarray(target), np.asarray(new2)
+    flushed = (np.abs(t) < np.finfo(np.float32).tiny) & (n2 == 0)
+    np.testing.assert_array_equal(np.where(flushed, t, n2), t)
 
 
 @given(st.lists(arrays, min_size=1, max_size=4), arrays)
