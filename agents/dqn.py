@@ -352,29 +352,14 @@ def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
     action = jnp.where(explore, random_action, greedy)
 
     out = envs.step(s.env, s.env_params, env_key, state.env_state, action)
-    items = Item(state.obs, action, out.reward, out.terminated, out.next_obs)
-    state = state._replace(
-        replay=replay.add(state.replay, items, kind=config.replay, batch_size=config.batch_size),
-        env_state=out.env_state,
-        obs=out.obs,
-        episodes=envs.episodes_update(state.episodes, out.reward, out.terminated | out.truncated),
-        key=key,
-        count=SharedCount(state.count.value + 1),
-    )
+    state = replay.record(state, action, out, key, kind=config.replay, batch_size=config.batch_size)
 
     env_steps = env_steps + config.num_envs
     # Every seed shares `count`, so under the harness's vmap this stays a branch: no
+    # gradient work on steps without an update.
     due = (env_steps > config.learning_starts) & (env_steps % s.period == 0)
-    # gradient work on steps without an update. Only the learner goes through the branch
-    # (the buffer is read, not copied).
-    learner = jax.lax.cond(
-        due,
-        lambda lr, buf: _learn(lr, buf, learn_key, config, s),
-        lambda lr, buf: lr,
-        state.learner,
-        state.replay,
-    )
-    state = state._replace(learner=learner)
+    state = replay.learn_if(due, lambda lr, buf: _learn(lr, buf, learn_key, config, s), state)
+    learner = state.learner
     return state, {
         "loss": learner.loss,
         "epsilon": eps,

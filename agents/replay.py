@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from agents import envs
 from stabilizers import SharedCount, shared_count
 
 KINDS = ("ring", "flashbax")
@@ -47,6 +48,39 @@ def repeat(update: Callable[[Any, jax.Array], Any], carry: Any, key: jax.Array, 
         return update(carry, k), None
 
     return jax.lax.scan(body, carry, jax.random.split(key, n))[0]
+
+
+def record(state: Any, action: jax.Array, out: Any, key: jax.Array, **add_kwargs: Any) -> Any:
+    """The bookkeeping of one vectorised env step, the same in every agent.
+
+    Stores `(obs, action, reward, terminated, next_obs)` (`next_obs` is the final
+    observation where an episode ended, so truncation still bootstraps), moves to the
+    next observation, updates the episode statistics, keeps the new `key` and advances
+    the shared step `count`. `state` is an agent's State (fields `replay`, `env_state`,
+    `obs`, `episodes`, `key`, `count`); `out` is `envs.step`'s result; `add_kwargs` go to
+    `add`.
+    """
+    items = Transition(state.obs, action, out.reward, out.terminated, out.next_obs)
+    return state._replace(
+        replay=add(state.replay, items, **add_kwargs),
+        env_state=out.env_state,
+        obs=out.obs,
+        episodes=envs.episodes_update(state.episodes, out.reward, out.terminated | out.truncated),
+        key=key,
+        count=SharedCount(state.count.value + 1),
+    )
+
+
+def learn_if(due: jax.Array, learn: Callable[[Any, Replay], Any], state: Any) -> Any:
+    """`state.learner = learn(state.learner, state.replay)` where `due`, else unchanged.
+
+    `due` must be computed from counters every seed shares (a `SharedCount`): under the
+    harness's vmap the `lax.cond` then stays a real branch and steps without an update do
+    no gradient work. Only the learner goes through the branch; the buffer is read, not
+    copied.
+    """
+    learner = jax.lax.cond(due, learn, lambda lr, buf: lr, state.learner, state.replay)
+    return state._replace(learner=learner)
 
 
 class Replay(NamedTuple):

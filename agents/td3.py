@@ -387,25 +387,11 @@ def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
     )
 
     out = envs.step(s.env, s.env_params, env_key, state.env_state, action)
-    items = Item(state.obs, action, out.reward, out.terminated, out.next_obs)
-    state = state._replace(
-        replay=replay.add(state.replay, items),
-        env_state=out.env_state,
-        obs=out.obs,
-        episodes=envs.episodes_update(state.episodes, out.reward, out.terminated | out.truncated),
-        key=key,
-        count=SharedCount(state.count.value + 1),
-    )
+    state = replay.record(state, action, out, key)
     # `count` is shared by every seed: a real branch under the harness's vmap.
     due = env_steps + config.num_envs > config.learning_starts
-    learner = jax.lax.cond(
-        due,
-        lambda lr, buf: _learn(lr, buf, learn_key, config, s),
-        lambda lr, buf: lr,
-        state.learner,
-        state.replay,
-    )
-    state = state._replace(learner=learner)
+    state = replay.learn_if(due, lambda lr, buf: _learn(lr, buf, learn_key, config, s), state)
+    learner = state.learner
     return state, {
         "critic_loss": learner.critic_loss,
         "actor_loss": learner.actor_loss,
