@@ -34,9 +34,9 @@ import optax
 from flax import struct
 
 import stabilizers
-from agents import envs, replay
+from agents import checks, envs, replay
 from agents.networks import MLP
-from stabilizers import SharedCount, shared_count
+from stabilizers import shared_count
 
 
 @struct.dataclass
@@ -107,25 +107,7 @@ class Learner(NamedTuple):
     loss: jax.Array
 
 
-class State(NamedTuple):
-    """Everything a DQN run carries from one step to the next.
-
-    Attributes:
-      learner: networks and optimiser states.
-      replay: the replay buffer.
-      env_state, obs: the environments and their current observations.
-      episodes: training-episode returns.
-      key: the run's random key.
-      count: steps done so far (every seed shares it).
-    """
-
-    learner: Learner
-    replay: replay.Replay
-    env_state: Any
-    obs: jax.Array
-    episodes: envs.Episodes
-    key: jax.Array
-    count: SharedCount
+State = replay.AgentState  # learner: this module's `Learner`
 
 
 # --------------------------------------------------------------------------- losses
@@ -178,7 +160,7 @@ class _Setup(NamedTuple):
 
 def check(config: Config) -> None:
     """Raises a ValueError for a config DQN cannot run (names the field and value)."""
-    _setup(_static(config))
+    _setup(checks.static(config))
 
 
 @functools.lru_cache(maxsize=64)
@@ -187,25 +169,13 @@ def _setup(config_static: Any) -> _Setup:
     env, env_params = envs.make(c.env)
     num_actions = envs.num_actions(env, env_params, c.env, "dqn")
     obs_size = envs.observation_size(env, env_params, c.env)
-    for name in (
-        "num_envs",
-        "buffer_size",
-        "batch_size",
-        "target_every",
-        "train_every",
-        "eval_episodes",
-    ):
-        stabilizers._checks.positive_int(name, getattr(c, name))
-    for name in ("learning_starts", "epsilon_steps"):
-        if not isinstance(getattr(c, name), int) or getattr(c, name) < 0:
-            raise ValueError(f"{name} must be an integer >= 0; got {getattr(c, name)!r}")
+    positive = ("num_envs", "buffer_size", "batch_size", "target_every", "train_every")
+    checks.check_common(c, (*positive, "eval_episodes"), ("learning_starts", "epsilon_steps"))
     if c.target not in ("periodic", "ema", "none"):
         raise ValueError(f"target must be 'periodic', 'ema' or 'none'; got {c.target!r}")
     if c.loss not in ("mse", "huber"):
         raise ValueError(f"loss must be 'mse' or 'huber'; got {c.loss!r}")
     replay.check_kind(c.replay)
-    if not all(isinstance(h, int) and h >= 1 for h in c.hidden):
-        raise ValueError(f"hidden must be positive layer widths; got {c.hidden!r}")
     if c.train_every % c.num_envs and c.num_envs % c.train_every:
         raise ValueError(
             f"train_every ({c.train_every}) must divide num_envs ({c.num_envs}) or be a "
@@ -222,8 +192,6 @@ def _setup(config_static: Any) -> _Setup:
             f"target_every ({c.target_every}) must be a multiple of train_every "
             f"({c.train_every}): the copy happens after a gradient step"
         )
-    if c.num_envs > c.buffer_size:
-        raise ValueError(f"buffer_size ({c.buffer_size}) must hold one step of {c.num_envs} envs")
     return _Setup(
         env=env,
         env_params=env_params,
@@ -233,19 +201,6 @@ def _setup(config_static: Any) -> _Setup:
         network=MLP((*c.hidden, num_actions)),
         period=period,
         updates=period // c.train_every,
-    )
-
-
-def _static(config: Config) -> Config:
-    # The static fields identify the setup; leaves (possibly traced) are dropped from the key.
-    return config.replace(
-        hidden=tuple(config.hidden),
-        learning_rate=0.0,
-        gamma=0.0,
-        tau=0.0,
-        epsilon_start=0.0,
-        epsilon_end=0.0,
-        huber_delta=0.0,
     )
 
 
@@ -272,7 +227,7 @@ def epsilon(config: Config, env_steps: jax.Array) -> jax.Array:
 
 def init(key: jax.Array, config: Config) -> State:
     """A fresh run: network, target (= network), Adam, empty buffer, reset environments."""
-    s = _setup(_static(config))
+    s = _setup(checks.static(config))
     params_key, reset_key, key = jax.random.split(key, 3)
     params = s.network.init(params_key, jnp.zeros((s.obs_size,)))
     obs, env_state = envs.reset(s.env, s.env_params, reset_key, config.num_envs)
@@ -340,7 +295,7 @@ def _learn(
 
 def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
     """One vectorised env step (num_envs env steps) and the gradient steps that fall due."""
-    s = _setup(_static(config))
+    s = _setup(checks.static(config))
     key, explore_key, action_key, env_key, learn_key = jax.random.split(state.key, 5)
     env_steps = state.count.value * config.num_envs  # before this step
 
@@ -370,7 +325,7 @@ def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
 
 def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Array]:
     """Mean return of `eval_episodes` greedy episodes (`return`) and their spread."""
-    s = _setup(_static(config))
+    s = _setup(checks.static(config))
 
     def policy(obs):
         return jnp.argmax(s.network.apply(state.learner.params, obs), axis=-1).astype(jnp.int32)

@@ -50,15 +50,36 @@ def repeat(update: Callable[[Any, jax.Array], Any], carry: Any, key: jax.Array, 
     return jax.lax.scan(body, carry, jax.random.split(key, n))[0]
 
 
-def record(state: Any, action: jax.Array, out: Any, key: jax.Array, **add_kwargs: Any) -> Any:
+class AgentState(NamedTuple):
+    """Everything an off-policy agent's run carries from one step to the next.
+
+    Attributes:
+      learner: the agent's networks, optimiser states and latest losses (its `Learner`).
+      replay: the replay buffer.
+      env_state, obs: the environments and their current observations.
+      episodes: training-episode returns.
+      key: the run's random key.
+      count: steps done so far (every seed shares it).
+    """
+
+    learner: Any
+    replay: Replay
+    env_state: Any
+    obs: jax.Array
+    episodes: envs.Episodes
+    key: jax.Array
+    count: SharedCount
+
+
+def record(
+    state: AgentState, action: jax.Array, out: Any, key: jax.Array, **add_kwargs: Any
+) -> AgentState:
     """The bookkeeping of one vectorised env step, the same in every agent.
 
     Stores `(obs, action, reward, terminated, next_obs)` (`next_obs` is the final
     observation where an episode ended, so truncation still bootstraps), moves to the
     next observation, updates the episode statistics, keeps the new `key` and advances
-    the shared step `count`. `state` is an agent's State (fields `replay`, `env_state`,
-    `obs`, `episodes`, `key`, `count`); `out` is `envs.step`'s result; `add_kwargs` go to
-    `add`.
+    the shared step `count`. `out` is `envs.step`'s result; `add_kwargs` go to `add`.
     """
     items = Transition(state.obs, action, out.reward, out.terminated, out.next_obs)
     return state._replace(
@@ -71,7 +92,7 @@ def record(state: Any, action: jax.Array, out: Any, key: jax.Array, **add_kwargs
     )
 
 
-def learn_if(due: jax.Array, learn: Callable[[Any, Replay], Any], state: Any) -> Any:
+def learn_if(due: jax.Array, learn: Callable[[Any, Replay], Any], state: AgentState) -> AgentState:
     """`state.learner = learn(state.learner, state.replay)` where `due`, else unchanged.
 
     `due` must be computed from counters every seed shares (a `SharedCount`): under the

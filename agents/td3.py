@@ -41,9 +41,9 @@ import optax
 from flax import struct
 
 import stabilizers
-from agents import envs, replay
+from agents import checks, envs, replay
 from agents.networks import Critic, DeterministicActor, ensemble_apply, ensemble_init, member
-from stabilizers import SharedCount, shared_count
+from stabilizers import shared_count
 
 
 @struct.dataclass
@@ -120,25 +120,7 @@ class Learner(NamedTuple):
     q: jax.Array
 
 
-class State(NamedTuple):
-    """Everything a TD3 run carries from one step to the next.
-
-    Attributes:
-      learner: networks and optimiser states.
-      replay: the replay buffer.
-      env_state, obs: the environments and their current observations.
-      episodes: training-episode returns.
-      key: the run's random key.
-      count: steps done so far (every seed shares it).
-    """
-
-    learner: Learner
-    replay: replay.Replay
-    env_state: Any
-    obs: jax.Array
-    episodes: envs.Episodes
-    key: jax.Array
-    count: SharedCount
+State = replay.AgentState  # learner: this module's `Learner`
 
 
 # --------------------------------------------------------------------------- losses
@@ -179,7 +161,7 @@ def _algo_name(config: Config) -> str:
 
 def check(config: Config) -> None:
     """Raises a ValueError for a config TD3 / DDPG cannot run."""
-    _setup(_static(config))
+    _setup(checks.static(config))
 
 
 @functools.lru_cache(maxsize=64)
@@ -188,25 +170,12 @@ def _setup(c: Config) -> _Setup:
     env, env_params = envs.make(c.env)
     low, high = envs.action_bounds(env, env_params, c.env, name)
     obs_size = envs.observation_size(env, env_params, c.env)
-    for field in (
-        "num_envs",
-        "buffer_size",
-        "batch_size",
-        "num_critics",
-        "policy_delay",
-        "eval_episodes",
-    ):
-        stabilizers._checks.positive_int(field, getattr(c, field))
-    if not isinstance(c.learning_starts, int) or c.learning_starts < 0:
-        raise ValueError(f"learning_starts must be an integer >= 0; got {c.learning_starts!r}")
+    positive = ("num_envs", "buffer_size", "batch_size", "num_critics", "policy_delay")
+    checks.check_common(c, (*positive, "eval_episodes"), ("learning_starts",))
     if c.learning_starts % c.num_envs:
         raise ValueError(
             f"learning_starts ({c.learning_starts}) must be a multiple of num_envs ({c.num_envs})"
         )
-    if not all(isinstance(h, int) and h >= 1 for h in c.hidden):
-        raise ValueError(f"hidden must be positive layer widths; got {c.hidden!r}")
-    if c.num_envs > c.buffer_size:
-        raise ValueError(f"buffer_size ({c.buffer_size}) must hold one step of {c.num_envs} envs")
     scale = (high - low) / 2
     return _Setup(
         env=env,
@@ -224,25 +193,6 @@ def _setup(c: Config) -> _Setup:
             scale=tuple(scale.tolist()),
         ),
         critic=Critic(hidden=c.hidden),
-    )
-
-
-def _static(config: Config) -> Config:
-    # The static fields identify the setup; leaves (possibly traced) are dropped from the key.
-    return config.replace(
-        hidden=tuple(config.hidden),
-        **{
-            f: 0.0
-            for f in (
-                "actor_learning_rate",
-                "critic_learning_rate",
-                "gamma",
-                "tau",
-                "exploration_noise",
-                "policy_noise",
-                "noise_clip",
-            )
-        },
     )
 
 
@@ -264,7 +214,7 @@ def _target_tx(config: Config) -> optax.GradientTransformation:
 
 def init(key: jax.Array, config: Config) -> State:
     """A fresh run: actor, critic ensemble, their targets, optimisers, empty buffer."""
-    s = _setup(_static(config))
+    s = _setup(checks.static(config))
     actor_key, critic_key, reset_key, key = jax.random.split(key, 4)
     obs0, act0 = jnp.zeros((s.obs_size,)), jnp.zeros((s.action_size,))
     actor_params = s.actor.init(actor_key, obs0)
@@ -374,7 +324,7 @@ def _learn(
 
 def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
     """One vectorised env step (num_envs env steps) and one gradient step per env step."""
-    s = _setup(_static(config))
+    s = _setup(checks.static(config))
     key, random_key, noise_key, env_key, learn_key = jax.random.split(state.key, 5)
     env_steps = state.count.value * config.num_envs  # before this step
 
@@ -403,7 +353,7 @@ def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
 
 def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Array]:
     """Mean return of `eval_episodes` episodes of the deterministic actor (`return`)."""
-    s = _setup(_static(config))
+    s = _setup(checks.static(config))
 
     def policy(obs):
         return s.actor.apply(state.learner.actor_params, obs)
