@@ -233,6 +233,7 @@ def run(
     max_devices: int | None = None,
     stop_after_segments: int | None = None,
     scan: bool = True,
+    seed_chunk: int | None = None,
 ) -> Result:
     """Trains `algo` for every seed x sweep point in one compiled program.
 
@@ -267,6 +268,13 @@ def run(
         convolution inside a loop body runs many times slower than outside one
         (jax-ml/jax#12868; a U-Net step measured 19x slower), so conv nets on CPU want
         False. The numbers are the same either way.
+      seed_chunk: vmap at most this many grid points at a time on each device; a device's
+        points then run chunk after chunk inside the one compiled program (`lax.map` over
+        chunks, each chunk scanning the whole segment). A wide vmap stops paying once the
+        per-seed working set (replay buffers, activations, optimizer state) outgrows the
+        CPU caches: DQN's throughput on two cores falls beyond 4 seeds per core unless
+        chunked (README, "Throughput"). None vmaps all of a device's points at once. The
+        numbers are the same either way. Applies to scanned segments (`scan=True`).
 
     Returns:
       A `Result`.
@@ -286,6 +294,8 @@ def run(
     stabilizers._checks.positive_int("segment_length", segment_length)
     stabilizers._checks.positive_int("checkpoint_every", checkpoint_every)
     stabilizers._checks.positive_int("eval_every", eval_every)
+    if seed_chunk is not None:
+        stabilizers._checks.positive_int("seed_chunk", seed_chunk)
 
     wall_start = time.perf_counter()
     grid = _Grid(config, seeds, seed, sweep)
@@ -303,9 +313,48 @@ def run(
     veval = jax.vmap(algo.evaluate, in_axes=(axes, grid.axes, 0), out_axes=0)
     vfinite = jax.vmap(_tree_all_finite, in_axes=(axes,))
 
-    def segment(states, cfg, length):
+    def whole_segment(states, cfg, length):
         states, metrics = jax.lax.scan(lambda s, _: vstep(s, cfg), states, None, length=length)
         return states, metrics, vfinite(states)
+
+    def segment(states, cfg, length):
+        # this device's grid points, `seed_chunk` at a time (see `seed_chunk` above)
+        local = grid.size // n_dev
+        if seed_chunk is None or local <= seed_chunk:
+            return whole_segment(states, cfg, length)
+        chunks = local // seed_chunk
+
+        def split(tree, tree_axes):  # batched leaves -> [chunks, seed_chunk, ...]
+            return jax.tree.map(
+                lambda a, x: None if a is None else x.reshape(chunks, seed_chunk, *x.shape[1:]),
+                tree_axes,
+                tree,
+                is_leaf=is_none,
+            )
+
+        def one_chunk(xs):
+            s_chunk, c_chunk = xs
+            # shared leaves (axis None) are the same for every chunk: taken from the closure
+            s_full = jax.tree.map(
+                lambda a, x, c: x if a is None else c, axes, states, s_chunk, is_leaf=is_none
+            )
+            c_full = jax.tree.map(
+                lambda a, x, c: x if a is None else c, grid.axes, cfg, c_chunk, is_leaf=is_none
+            )
+            return whole_segment(s_full, c_full, length)
+
+        out, metrics, finite = jax.lax.map(one_chunk, (split(states, axes), split(cfg, grid.axes)))
+        # batched leaves back to [points, ...]; shared leaves agree across chunks: the first
+        out = jax.tree.map(
+            lambda a, x: jax.tree.map(lambda y: y[0], x) if a is None else x.reshape(local, *x.shape[2:]),
+            axes,
+            out,
+            is_leaf=is_none,
+        )
+        metrics = jax.tree.map(
+            lambda m: jnp.swapaxes(m, 0, 1).reshape(length, local, *m.shape[3:]), metrics
+        )
+        return out, metrics, finite.reshape(local)
 
     devices = jax.devices()
     if max_devices is not None:
@@ -313,6 +362,12 @@ def run(
     n_dev = max(d for d in range(1, len(devices) + 1) if grid.size % d == 0)
     if n_dev < len(devices):
         echo(f"[harness] grid of {grid.size} split over {n_dev} of {len(devices)} devices")
+    local = grid.size // n_dev
+    if seed_chunk is not None and local > seed_chunk and local % seed_chunk:
+        raise ValueError(
+            f"seed_chunk={seed_chunk} does not divide the {local} grid points of each of "
+            f"{n_dev} device(s) ({grid.size} in all); choose a divisor of {local}"
+        )
 
     def spec(a):
         return P() if a is None else P(_GRID)
@@ -587,6 +642,7 @@ def run(
         "wall_seconds": time.perf_counter() - wall_start,
         "iterations_this_call": iters_this_call,
         "devices": n_dev,
+        "seed_chunk": seed_chunk if seed_chunk is not None and local > seed_chunk else None,
         "platform": jax.default_backend(),
         "jax_version": jax.__version__,
     }

@@ -237,6 +237,32 @@ def test_bad_harness_arguments(kw, match):
         run(**kw)
 
 
+@pytest.mark.parametrize("target", ["periodic", "ema"])
+def test_seed_chunks_compute_the_same_numbers(target):
+    """`seed_chunk` runs a device's grid points a chunk at a time: same numbers, bit for bit,
+    shared counters (the periodic copy's `SharedCount`) included."""
+    cfg = toy.Config(target=target, copy_every=7)
+    kw = dict(config=cfg, iterations=40, segment_length=20, seeds=3, sweep={"decay": [0.5, 0.9]})
+    whole = run(**kw)
+    chunked = run(seed_chunk=2, **kw)
+    assert whole.results["seed_chunk"] is None and chunked.results["seed_chunk"] == 2
+    chex.assert_trees_all_equal(
+        harness._unwrap_keys(whole.states), harness._unwrap_keys(chunked.states)
+    )
+    assert whole.results["final"] == chunked.results["final"]
+    np.testing.assert_array_equal(
+        np.asarray(whole.results["final_train"]["loss"]),
+        np.asarray(chunked.results["final_train"]["loss"]),
+    )
+
+
+def test_seed_chunk_must_divide_the_points_per_device():
+    with pytest.raises(ValueError, match="seed_chunk=4 does not divide the 6"):
+        run(iterations=10, seeds=6, seed_chunk=4, max_devices=1)
+    with pytest.raises(ValueError, match="seed_chunk"):
+        run(iterations=10, seeds=2, seed_chunk=0)
+
+
 SHARDED = textwrap.dedent("""
     import os, sys
     flags = os.environ.get("XLA_FLAGS", "")
