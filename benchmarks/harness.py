@@ -345,8 +345,9 @@ def run(
 
         out, metrics, finite = jax.lax.map(one_chunk, (split(states, axes), split(cfg, grid.axes)))
         # batched leaves back to [points, ...]; shared leaves agree across chunks: the first
+        first = lambda tree: jax.tree.map(lambda y: y[0], tree)  # noqa: E731
         out = jax.tree.map(
-            lambda a, x: jax.tree.map(lambda y: y[0], x) if a is None else x.reshape(local, *x.shape[2:]),
+            lambda a, x: first(x) if a is None else x.reshape(local, *x.shape[2:]),
             axes,
             out,
             is_leaf=is_none,
