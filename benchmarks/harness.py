@@ -542,7 +542,8 @@ def run(
         t = time.perf_counter()
         new_states, metrics, finite = programs[lengths[k]](states, cfg_b)
         jax.block_until_ready(new_states)
-        run_seconds += time.perf_counter() - t
+        segment_seconds = time.perf_counter() - t
+        run_seconds += segment_seconds
         metrics = {name: np.asarray(v) for name, v in jax.device_get(metrics).items()}
         ok = np.asarray(finite) & np.all(
             [
@@ -556,6 +557,7 @@ def run(
             "segment": k,
             "iteration": ends[k],
             unit_name: ends[k] * unit_count,
+            "seconds": segment_seconds,  # this segment's run time, after block_until_ready
             "train": {n: jsonable(_nanmean0(v)) for n, v in metrics.items()},
         }
         if not ok.all():
