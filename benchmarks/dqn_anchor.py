@@ -5,9 +5,9 @@ purejaxrl, `purejaxrl/dqn.py`) trains a whole DQN run as one function, `jit(vmap
 over seeds. This module reimplements that layout with the same config as `agents.dqn`'s
 default (CleanRL's CartPole config) so the two can be timed on the same machine:
 
-- the step counters are batched with everything else, so under `vmap` each `lax.cond`
-  (learn or not, copy the target or not) becomes a `select` that computes both branches:
-  a gradient step on every iteration, learning or not;
+- the step counter is a scan carry that no seed's key touches, so `vmap` leaves it
+  unbatched and both `lax.cond`s (learn or not, copy the target or not) stay
+  conditionals, as in PureJaxRL (its lowered program has the same two `case` ops);
 - the replay is flashbax's flat buffer (`make_flat_buffer`), which stores observations
   only and samples `(s_t, s_{t+1})` pairs from the same environment's row;
 - `done = terminated or truncated` (the pre-1.0 gymnax API PureJaxRL was written for):

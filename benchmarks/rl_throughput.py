@@ -20,9 +20,15 @@ second, divided by the rate of a large float32 GEMM measured in the same process
 layout (on every device at once for `split`).
 
 In the same script: the speed anchor (`benchmarks.dqn_anchor`, a DQN laid out as
-PureJaxRL's: `jit(vmap(train))`, batched counters, flashbax's flat buffer) for 8 seeds
-and for 1 seed in the default layout (100k env steps per seed); and the project's DQN
-with flashbax's item buffer instead of the ring buffer (8 seeds).
+PureJaxRL's: `jit(vmap(train))`, unbatched counters, flashbax's flat buffer) for 8 seeds
+and for 1 seed in the default layout (100k env steps per seed); the project's DQN
+with flashbax's item buffer instead of the ring buffer (8 seeds); and, in the split
+layout, DQN and TD3 at 8, 32 and 128 seeds with `seed_chunk=2` (each device runs its
+seeds two at a time inside the one program).
+
+Each agent measurement times 4 segments separately (the harness logs each segment's
+seconds) and reports the median segment, so a burst of another job on a shared machine
+does not decide the number; the whole-run rate is kept beside it in the JSON.
 
 Each measurement is cached in `runs/rl/throughput/`; running the command again skips
 what is there (`--fresh` redoes it). Results: `docs/results/rl_throughput.json`,
@@ -43,6 +49,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.path.join(ROOT, "runs", "rl", "throughput")
 SEEDS = (1, 8, 32, 128)
+SEGMENTS = 4  # timed segments per measurement; the median segment is reported
+CHUNK = 2  # seeds per device at a time in the chunked rows (harness `seed_chunk`)
 ANCHOR_STEPS = 100_000  # env steps per seed of the anchor runs
 LAYOUTS = ("default", "split")
 
@@ -120,7 +128,11 @@ def gemm_rate(n: int = 1024, repeats: int = 5) -> float:
     return 2.0 * n**3 * k / best
 
 
-def measure_agent(algo_name: str, seeds: int, replay_kind: str = "ring") -> dict:
+def measure_agent(
+    algo_name: str, seeds: int, replay_kind: str = "ring", seed_chunk: int | None = None
+) -> dict:
+    import tempfile
+
     from agents import dqn, envs, td3
     from benchmarks import harness
 
@@ -141,26 +153,37 @@ def measure_agent(algo_name: str, seeds: int, replay_kind: str = "ring") -> dict
             config, envs.observation_size(env, params, config.env), low.shape[0]
         )
         iterations = {1: 400, 8: 100, 32: 40, 128: 16}.get(seeds, 40)
-    res = harness.run(
-        algo,
-        config,
-        iterations=iterations,
-        seeds=seeds,
-        segment_length=iterations // 2,
-        eval_every=1_000_000,
-        progress=False,
-        plot=False,
-    ).results
+    with tempfile.TemporaryDirectory() as out:
+        res = harness.run(
+            algo,
+            config,
+            iterations=iterations,
+            seeds=seeds,
+            segment_length=iterations // SEGMENTS,
+            out_dir=out,
+            checkpoint_every=1_000_000,
+            eval_every=1_000_000,
+            progress=False,
+            plot=False,
+            seed_chunk=seed_chunk,
+        ).results
+        seconds = [r["seconds"] for r in harness.read_log(out) if "seconds" in r]
+    # the median segment: one slow segment (another job on a shared machine) does not count
+    per_segment = iterations // SEGMENTS * config.num_envs * seeds / np.asarray(seconds)
+    rate = float(np.median(per_segment))
     return {
         "algo": algo_name,
         "replay": replay_kind,
         "seeds": seeds,
+        "seed_chunk": res["seed_chunk"],
         "iterations": iterations,
-        "env_steps_per_second": res["env_steps_per_second"],
+        "env_steps_per_second": rate,
+        "env_steps_per_second_segments": per_segment.tolist(),
+        "env_steps_per_second_whole_run": res["env_steps_per_second"],
         "compile_seconds": res["compile_seconds"],
         "run_seconds": res["run_seconds"],
         "devices": res["devices"],
-        "flops_per_second": flops * seeds * iterations / res["run_seconds"],
+        "flops_per_second": flops * rate / config.num_envs,
         "flops_per_iteration_per_seed": flops,
     }
 
@@ -186,6 +209,10 @@ def measure_anchor(seeds: int, total_steps: int) -> dict:
     sizes = [4, *config.hidden, 2]
     flops = dqn_flops_per_iteration(config, sizes[0], sizes[-1])
     iterations = total_steps // config.num_envs
+    # the conds stay conds (see benchmarks.dqn_anchor): no gradient steps before learning starts
+    learning = max(0, total_steps - config.learning_starts) // config.num_envs
+    acting = mlp_flops(sizes, config.num_envs)
+    total_flops = flops * learning + acting * (iterations - learning)
     return {
         "algo": "dqn anchor (PureJaxRL layout)",
         "seeds": seeds,
@@ -195,8 +222,7 @@ def measure_anchor(seeds: int, total_steps: int) -> dict:
         "run_seconds": run_s,
         "final_return": final,
         "final_return_iqm": float(stats.iqm(final)),
-        # the anchor does a gradient step on every iteration (batched conds: both branches)
-        "flops_per_second": flops * seeds * iterations / run_s,
+        "flops_per_second": total_flops * seeds / run_s,
     }
 
 
@@ -205,6 +231,8 @@ def worker(layout: str, part: str) -> dict:
     out = {"layout": layout, "part": part, "gemm_flops_per_second": gemm_rate()}
     if part in ("dqn", "td3"):
         out["rows"] = [measure_agent(part, s) for s in (SEEDS if layout == "split" else (8,))]
+        if layout == "split":  # a device's seeds CHUNK at a time
+            out["rows"] += [measure_agent(part, s, seed_chunk=CHUNK) for s in SEEDS[1:]]
     elif part == "flashbax":
         out["rows"] = [measure_agent("dqn", 8, "flashbax")]
     elif part == "anchor":
@@ -257,6 +285,8 @@ def _table(results: list[dict]) -> str:
     for res in results:
         for row in res["rows"]:
             name = row["algo"] + (f" ({row['replay']} buffer)" if row.get("replay") else "")
+            if row.get("seed_chunk"):
+                name += f", {row['seed_chunk']} seeds per device at a time"
             lines.append(
                 f"| {res['layout']} | {name} | {row['seeds']} | "
                 f"{row['env_steps_per_second']:,.0f} | {row['compile_seconds']:.1f} | "
@@ -275,11 +305,19 @@ def _figure(results: list[dict], path: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
     for ax, algo in zip(axes, ("dqn", "td3"), strict=True):
         for res in results:
-            rows = [r for r in res["rows"] if r["algo"] == algo and r.get("replay") == "ring"]
-            if not rows:
-                continue
-            x = [r["seeds"] for r in rows]
-            ax.plot(x, [r["env_steps_per_second"] for r in rows], "o-", label=res["layout"])
+            for chunked in (False, True):
+                rows = [
+                    r
+                    for r in res["rows"]
+                    if r["algo"] == algo
+                    and r.get("replay") == "ring"
+                    and bool(r.get("seed_chunk")) == chunked
+                ]
+                if not rows:
+                    continue
+                label = res["layout"] + (f", {CHUNK} seeds per device at a time" if chunked else "")
+                x = [r["seeds"] for r in rows]
+                ax.plot(x, [r["env_steps_per_second"] for r in rows], "o-", label=label)
         if algo == "dqn":
             for res in results:
                 for r in res["rows"]:

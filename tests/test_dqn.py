@@ -165,3 +165,26 @@ def test_config_errors_say_what_is_wrong():
         dqn.check(dqn.Config(num_envs=0))
     with pytest.raises(ValueError, match="unknown environment"):
         dqn.init(jax.random.key(0), dqn.Config(env="NoSuchEnv"))
+
+
+def test_learn_and_copy_stay_conditionals_under_a_vmap_over_seeds():
+    """Steps without a gradient update do no gradient work for 8 vmapped seeds: the learn
+    branch is a real conditional (an HLO `case`), not a `select` over both branches. The
+    speed anchor (PureJaxRL's layout) keeps its two conditionals the same way."""
+    import stabilizers
+    from benchmarks import dqn_anchor
+
+    c = tiny()
+    keys = jnp.stack([jax.random.key(s) for s in range(8)])
+    axes = stabilizers.seed_axes(jax.eval_shape(dqn.init, keys[0], c))
+    vstep = jax.vmap(dqn.step, in_axes=(axes, None), out_axes=(axes, 0))
+    states = jax.vmap(dqn.init, in_axes=(0, None), out_axes=axes)(keys, c)
+    ours = jax.jit(vstep).lower(states, c).as_text()
+    assert ours.count("stablehlo.case") >= 1
+    plain = jax.jit(jax.vmap(dqn.step, in_axes=(0, None))).lower(
+        jax.vmap(dqn.init, in_axes=(0, None))(keys, c), c
+    )
+    assert plain.as_text().count("stablehlo.case") == 0  # batched counters: selects instead
+
+    anchor = jax.jit(jax.vmap(dqn_anchor.make_train(dqn.Config(), 100)))
+    assert anchor.lower(keys).as_text().count("stablehlo.case") == 2
