@@ -273,8 +273,11 @@ def run(
         chunks, each chunk scanning the whole segment). A wide vmap stops paying once the
         per-seed working set (replay buffers, activations, optimizer state) outgrows the
         CPU caches: DQN's throughput on two cores falls beyond 4 seeds per core unless
-        chunked (README, "Throughput"). None vmaps all of a device's points at once. The
-        numbers are the same either way. Applies to scanned segments (`scan=True`).
+        chunked (README, "Throughput"). None vmaps all of a device's points at once. Each
+        point computes the same math either way (bit for bit in the tests, and for a
+        500k-step DQN run with chunks of 2), but XLA may pick other kernels for another
+        vmap width, so floats can round differently, as between one device and several.
+        Applies to scanned segments (`scan=True`).
 
     Returns:
       A `Result`.

@@ -188,6 +188,50 @@ def measure_agent(
     }
 
 
+def interleaved(rounds: int = 4, segments: int = 3, length: int = 250) -> dict:
+    """DQN variants measured round-robin in one process: segments of `length` iterations,
+    `rounds` rounds over the programs, so that every variant sees the same machine."""
+    import tempfile
+
+    from agents import dqn
+    from benchmarks import harness
+
+    variants = {
+        "ring, 8 seeds": ("ring", 8, None),
+        "ring, 8 seeds, seed_chunk 2": ("ring", 8, 2),
+        "flashbax item buffer, 8 seeds": ("flashbax", 8, None),
+        "flashbax item buffer, 8 seeds, seed_chunk 2": ("flashbax", 8, 2),
+        "ring, 32 seeds": ("ring", 32, None),
+        "ring, 32 seeds, seed_chunk 2": ("ring", 32, 2),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, (replay, seeds, chunk) in variants.items():
+            config = dqn.Config(learning_starts=0, replay=replay)
+            with tempfile.TemporaryDirectory() as out:
+                harness.run(
+                    dqn,
+                    config,
+                    iterations=length * segments,
+                    seeds=seeds,
+                    segment_length=length,
+                    out_dir=out,
+                    checkpoint_every=1_000_000,
+                    eval_every=1_000_000,
+                    progress=False,
+                    plot=False,
+                    seed_chunk=chunk,
+                )
+                seconds = [r["seconds"] for r in harness.read_log(out) if "seconds" in r]
+            rates[name] += (length * config.num_envs * seeds / np.asarray(seconds)).tolist()
+            print(f"[rl_throughput] {name}: {np.median(rates[name]):,.0f}", file=sys.stderr)
+    return {
+        name: {"median": float(np.median(v)), "q25": float(np.percentile(v, 25)),
+               "q75": float(np.percentile(v, 75)), "segments": v}
+        for name, v in rates.items()
+    }  # fmt: skip
+
+
 def measure_anchor(seeds: int, total_steps: int) -> dict:
     import jax
 
@@ -235,6 +279,8 @@ def worker(layout: str, part: str) -> dict:
             out["rows"] += [measure_agent(part, s, seed_chunk=CHUNK) for s in SEEDS[1:]]
     elif part == "flashbax":
         out["rows"] = [measure_agent("dqn", 8, "flashbax")]
+    elif part == "interleaved":
+        out["rows"], out["interleaved"] = [], interleaved()
     elif part == "anchor":
         out["rows"] = [measure_anchor(8, ANCHOR_STEPS), measure_anchor(1, ANCHOR_STEPS)]
     for row in out["rows"]:
@@ -345,9 +391,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker", nargs=2, metavar=("LAYOUT", "PART"), help=argparse.SUPPRESS)
     p.add_argument("--only", default=None, help="LAYOUT:PART, e.g. split:dqn")
     p.add_argument("--fresh", action="store_true", help="redo cached measurements")
+    p.add_argument(
+        "--interleaved",
+        action="store_true",
+        help="only the round-robin comparison of ring / flashbax buffers and seed chunks "
+        "(DQN, split layout, one process) into docs/results/rl_throughput_interleaved.json",
+    )
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(*args.worker)))
+        return 0
+    if args.interleaved:
+        res = _run_part("split", "interleaved", args.fresh)
+        with open(
+            os.path.join(ROOT, "docs", "results", "rl_throughput_interleaved.json"), "w"
+        ) as f:
+            json.dump(res, f, indent=1)
+        for name, v in res["interleaved"].items():
+            print(f"| {name} | {v['median']:,.0f} [{v['q25']:,.0f}, {v['q75']:,.0f}] |")
         return 0
     results = []
     for layout, part in PARTS:
