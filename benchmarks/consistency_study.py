@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import sys
+import textwrap
 import time
 
 import jax
@@ -327,7 +328,7 @@ def _grid_png(path: str, images: np.ndarray, title: str) -> None:
         interpolation="nearest",
     )
     ax.set_axis_off()
-    ax.set_title(title, fontsize=8)
+    ax.set_title(textwrap.fill(title, 60), fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -50,7 +50,9 @@ def learning_curve(
         (line,) = ax.plot(np.asarray(x)[ok], centre, label=label, lw=1.6)
         ax.fill_between(np.asarray(x)[ok], low, high, color=line.get_color(), alpha=0.2, lw=0)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"{ylabel} ({statistic.upper() if statistic == 'iqm' else statistic}, 95% CI)")
+    note = f"({statistic.upper() if statistic == 'iqm' else statistic}, 95% CI)"
+    # a long label gets its statistic on a second line rather than running off the figure
+    ax.set_ylabel(f"{ylabel}\n{note}" if len(ylabel) > 30 else f"{ylabel} {note}")
     if logy:
         ax.set_yscale("log")
     if title:
