@@ -321,30 +321,29 @@ def run(
         return states, metrics, vfinite(states)
 
     def segment(states, cfg, length):
-        # this device's grid points, `seed_chunk` at a time (see `seed_chunk` above)
-        local = grid.size // n_dev
-        if seed_chunk is None or local <= seed_chunk:
+        # this device's grid points, `chunk` at a time (see `seed_chunk` above)
+        if chunk is None:
             return whole_segment(states, cfg, length)
-        chunks = local // seed_chunk
+        chunks = local // chunk
 
-        def split(tree, tree_axes):  # batched leaves -> [chunks, seed_chunk, ...]
+        def split(tree, tree_axes):  # batched leaves -> [chunks, chunk, ...]
             return jax.tree.map(
-                lambda a, x: None if a is None else x.reshape(chunks, seed_chunk, *x.shape[1:]),
+                lambda a, x: None if a is None else x.reshape(chunks, chunk, *x.shape[1:]),
                 tree_axes,
                 tree,
                 is_leaf=is_none,
             )
 
+        def merge(tree_axes, whole, part):  # shared leaves (axis None) from the whole tree
+            return jax.tree.map(
+                lambda a, x, c: x if a is None else c, tree_axes, whole, part, is_leaf=is_none
+            )
+
         def one_chunk(xs):
             s_chunk, c_chunk = xs
-            # shared leaves (axis None) are the same for every chunk: taken from the closure
-            s_full = jax.tree.map(
-                lambda a, x, c: x if a is None else c, axes, states, s_chunk, is_leaf=is_none
+            return whole_segment(
+                merge(axes, states, s_chunk), merge(grid.axes, cfg, c_chunk), length
             )
-            c_full = jax.tree.map(
-                lambda a, x, c: x if a is None else c, grid.axes, cfg, c_chunk, is_leaf=is_none
-            )
-            return whole_segment(s_full, c_full, length)
 
         out, metrics, finite = jax.lax.map(one_chunk, (split(states, axes), split(cfg, grid.axes)))
         # batched leaves back to [points, ...]; shared leaves agree across chunks: the first
@@ -367,7 +366,9 @@ def run(
     if n_dev < len(devices):
         echo(f"[harness] grid of {grid.size} split over {n_dev} of {len(devices)} devices")
     local = grid.size // n_dev
-    if seed_chunk is not None and local > seed_chunk and local % seed_chunk:
+    # the chunk size in effect: None where a device holds no more than one chunk
+    chunk = seed_chunk if seed_chunk is not None and local > seed_chunk else None
+    if chunk is not None and local % chunk:
         raise ValueError(
             f"seed_chunk={seed_chunk} does not divide the {local} grid points of each of "
             f"{n_dev} device(s) ({grid.size} in all); choose a divisor of {local}"
@@ -648,7 +649,7 @@ def run(
         "wall_seconds": time.perf_counter() - wall_start,
         "iterations_this_call": iters_this_call,
         "devices": n_dev,
-        "seed_chunk": seed_chunk if seed_chunk is not None and local > seed_chunk else None,
+        "seed_chunk": chunk,
         "platform": jax.default_backend(),
         "jax_version": jax.__version__,
     }

@@ -128,13 +128,36 @@ def gemm_rate(n: int = 1024, repeats: int = 5) -> float:
     return 2.0 * n**3 * k / best
 
 
+def segment_rates(algo, config, *, seeds, segments, length, seed_chunk=None):
+    """Runs `algo` for `segments` segments of `length` iterations (learning from the
+    start, no evaluation or checkpoints) and returns `(results, env steps/s per segment)`:
+    each segment timed on its own (the harness logs its seconds)."""
+    import tempfile
+
+    from benchmarks import harness
+
+    with tempfile.TemporaryDirectory() as out:
+        res = harness.run(
+            algo,
+            config,
+            iterations=length * segments,
+            seeds=seeds,
+            segment_length=length,
+            out_dir=out,
+            checkpoint_every=1_000_000,
+            eval_every=1_000_000,
+            progress=False,
+            plot=False,
+            seed_chunk=seed_chunk,
+        ).results
+        seconds = [r["seconds"] for r in harness.read_log(out) if "seconds" in r]
+    return res, length * config.num_envs * seeds / np.asarray(seconds)
+
+
 def measure_agent(
     algo_name: str, seeds: int, replay_kind: str = "ring", seed_chunk: int | None = None
 ) -> dict:
-    import tempfile
-
     from agents import dqn, envs, td3
-    from benchmarks import harness
 
     if algo_name == "dqn":
         algo, config = dqn, dqn.Config(learning_starts=0, replay=replay_kind)
@@ -153,23 +176,15 @@ def measure_agent(
             config, envs.observation_size(env, params, config.env), low.shape[0]
         )
         iterations = {1: 400, 8: 100, 32: 40, 128: 16}.get(seeds, 40)
-    with tempfile.TemporaryDirectory() as out:
-        res = harness.run(
-            algo,
-            config,
-            iterations=iterations,
-            seeds=seeds,
-            segment_length=iterations // SEGMENTS,
-            out_dir=out,
-            checkpoint_every=1_000_000,
-            eval_every=1_000_000,
-            progress=False,
-            plot=False,
-            seed_chunk=seed_chunk,
-        ).results
-        seconds = [r["seconds"] for r in harness.read_log(out) if "seconds" in r]
+    res, per_segment = segment_rates(
+        algo,
+        config,
+        seeds=seeds,
+        segments=SEGMENTS,
+        length=iterations // SEGMENTS,
+        seed_chunk=seed_chunk,
+    )
     # the median segment: one slow segment (another job on a shared machine) does not count
-    per_segment = iterations // SEGMENTS * config.num_envs * seeds / np.asarray(seconds)
     rate = float(np.median(per_segment))
     return {
         "algo": algo_name,
@@ -191,10 +206,7 @@ def measure_agent(
 def interleaved(rounds: int = 4, segments: int = 3, length: int = 250) -> dict:
     """DQN variants measured round-robin in one process: segments of `length` iterations,
     `rounds` rounds over the programs, so that every variant sees the same machine."""
-    import tempfile
-
     from agents import dqn
-    from benchmarks import harness
 
     variants = {
         "ring, 8 seeds": ("ring", 8, None),
@@ -208,22 +220,10 @@ def interleaved(rounds: int = 4, segments: int = 3, length: int = 250) -> dict:
     for _ in range(rounds):
         for name, (replay, seeds, chunk) in variants.items():
             config = dqn.Config(learning_starts=0, replay=replay)
-            with tempfile.TemporaryDirectory() as out:
-                harness.run(
-                    dqn,
-                    config,
-                    iterations=length * segments,
-                    seeds=seeds,
-                    segment_length=length,
-                    out_dir=out,
-                    checkpoint_every=1_000_000,
-                    eval_every=1_000_000,
-                    progress=False,
-                    plot=False,
-                    seed_chunk=chunk,
-                )
-                seconds = [r["seconds"] for r in harness.read_log(out) if "seconds" in r]
-            rates[name] += (length * config.num_envs * seeds / np.asarray(seconds)).tolist()
+            _, per_segment = segment_rates(
+                dqn, config, seeds=seeds, segments=segments, length=length, seed_chunk=chunk
+            )
+            rates[name] += per_segment.tolist()
             print(f"[rl_throughput] {name}: {np.median(rates[name]):,.0f}", file=sys.stderr)
     return {
         name: {"median": float(np.median(v)), "q25": float(np.percentile(v, 25)),
