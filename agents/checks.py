@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from stabilizers import _checks
+from stabilizers import checks
 
 
 def static(config: Any) -> Any:
@@ -28,7 +28,7 @@ def check_common(c: Any, positive: Sequence[str], nonnegative: Sequence[str]) ->
     must be positive layer widths and the buffer must hold one step of `num_envs` envs.
     """
     for name in positive:
-        _checks.positive_int(name, getattr(c, name))
+        checks.positive_int(name, getattr(c, name))
     for name in nonnegative:
         value = getattr(c, name)
         if not isinstance(value, int) or value < 0:

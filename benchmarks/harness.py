@@ -285,7 +285,7 @@ def run(
     if on_nonfinite not in ("stop", "continue"):
         raise ValueError(f"on_nonfinite must be 'stop' or 'continue'; got {on_nonfinite!r}")
     for name, value in (("iterations", iterations), ("seeds", seeds)):
-        stabilizers._checks.positive_int(name, value)
+        stabilizers.checks.positive_int(name, value)
     if not (isinstance(config, algo.Config)):
         raise ValueError(
             f"config must be an instance of {algo.__name__}.Config; got {type(config).__name__}"
@@ -294,11 +294,11 @@ def run(
     _check_sweep(config, sweep)
     if segment_length is None:
         segment_length = max(1, iterations // 50)
-    stabilizers._checks.positive_int("segment_length", segment_length)
-    stabilizers._checks.positive_int("checkpoint_every", checkpoint_every)
-    stabilizers._checks.positive_int("eval_every", eval_every)
+    stabilizers.checks.positive_int("segment_length", segment_length)
+    stabilizers.checks.positive_int("checkpoint_every", checkpoint_every)
+    stabilizers.checks.positive_int("eval_every", eval_every)
     if seed_chunk is not None:
-        stabilizers._checks.positive_int("seed_chunk", seed_chunk)
+        stabilizers.checks.positive_int("seed_chunk", seed_chunk)
 
     wall_start = time.perf_counter()
     grid = _Grid(config, seeds, seed, sweep)

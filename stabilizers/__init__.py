@@ -15,10 +15,11 @@ fields; here each one is an `optax.GradientTransformation`:
   partner until its windowed loss stops improving (He et al.'s aggressive encoder);
 - `switch_off(patience, compare)`: a phase that ends for good once a monitored metric
   stops improving (the end of the aggressive phase);
-- `SharedCount`, `seed_axes`: keep shared periods cheap under `jax.vmap` over seeds.
+- `SharedCount`, `seed_axes`: keep shared periods cheap under `jax.vmap` over seeds;
+- `checks`: the argument checks the transforms use, for configs built on them.
 """
 
-from stabilizers import schedules
+from stabilizers import checks, schedules
 from stabilizers.aggressive import (
     InnerLoopInfo,
     SwitchOff,
@@ -41,6 +42,7 @@ __all__ = [
     "SharedCount",
     "SwitchOff",
     "SwitchOffState",
+    "checks",
     "delayed",
     "ema",
     "is_shared",

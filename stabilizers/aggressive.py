@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from stabilizers import _checks
+from stabilizers import checks
 
 
 class InnerLoopInfo(NamedTuple):
@@ -119,8 +119,8 @@ def until_converged(
       He, Spokoyny, Neubig & Berg-Kirkpatrick, Lagging inference networks and posterior
       collapse in variational autoencoders, ICLR 2019, Algorithm 1.
     """
-    max_steps = _checks.positive_int("max_steps", max_steps)
-    window = _checks.positive_int("window", window)
+    max_steps = checks.positive_int("max_steps", max_steps)
+    window = checks.positive_int("window", window)
     if not callable(step):
         raise ValueError(f"step must be a function carry -> (carry, loss); got {step!r}")
 
@@ -251,7 +251,7 @@ def switch_off(
       He, Spokoyny, Neubig & Berg-Kirkpatrick, Lagging inference networks and posterior
       collapse in variational autoencoders, ICLR 2019, section 4.
     """
-    patience = _checks.positive_int("patience", patience)
+    patience = checks.positive_int("patience", patience)
     if compare not in ("previous", "best"):
         raise ValueError(f"compare must be 'previous' or 'best'; got compare={compare!r}")
     for name, value in (("initial", initial), ("min_delta", min_delta)):

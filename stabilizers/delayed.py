@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from stabilizers import _checks
+from stabilizers import checks
 from stabilizers.parallel import SharedCount, shared_count
 
 
@@ -74,7 +74,7 @@ def delayed(
             f"inner must be an optax.GradientTransformation; got {inner!r} of type "
             f"{type(inner).__name__}"
         )
-    every = _checks.positive_int("every", every)
+    every = checks.positive_int("every", every)
     inner = optax.with_extra_args_support(inner)
 
     def init_fn(params):

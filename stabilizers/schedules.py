@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from stabilizers import _checks
+from stabilizers import checks
 
 
 def _k(count: jax.Array, total_steps: int) -> jax.Array:
@@ -43,8 +43,8 @@ def cosine_momentum(base: float, total_steps: int) -> optax.Schedule:
     References:
       Grill et al., Bootstrap your own latent, NeurIPS 2020, section 3.2.
     """
-    base = _checks.unit_interval("base", base)
-    total_steps = _checks.positive_int("total_steps", total_steps)
+    base = checks.unit_interval("base", base)
+    total_steps = checks.positive_int("total_steps", total_steps)
 
     def schedule(count):
         k = _k(count, total_steps)
@@ -74,9 +74,9 @@ def consistency_steps(s0: int, s1: int, total_steps: int) -> optax.Schedule:
     References:
       Song, Dhariwal, Chen & Sutskever, Consistency Models, ICML 2023, appendix C.
     """
-    s0 = _checks.positive_int("s0", s0)
-    s1 = _checks.positive_int("s1", s1)
-    total_steps = _checks.positive_int("total_steps", total_steps)
+    s0 = checks.positive_int("s0", s0)
+    s1 = checks.positive_int("s1", s1)
+    total_steps = checks.positive_int("total_steps", total_steps)
     if s1 < s0:
         raise ValueError(f"s1 must be >= s0; got s0={s0!r}, s1={s1!r}")
 
@@ -119,7 +119,7 @@ def consistency_ema(mu0: float, s0: int, s1: int, total_steps: int) -> optax.Sch
     References:
       Song, Dhariwal, Chen & Sutskever, Consistency Models, ICML 2023, appendix C.
     """
-    mu0 = _checks.unit_interval("mu0", mu0)
+    mu0 = checks.unit_interval("mu0", mu0)
     n_of_k = consistency_steps(s0, s1, total_steps)
 
     def schedule(count):
@@ -153,9 +153,9 @@ def ict_steps(s0: int = 10, s1: int = 1280, total_steps: int = 400_000) -> optax
       Song & Dhariwal, Improved techniques for training consistency models, ICLR 2024,
       section 3.4.
     """
-    s0 = _checks.positive_int("s0", s0)
-    s1 = _checks.positive_int("s1", s1)
-    total_steps = _checks.positive_int("total_steps", total_steps)
+    s0 = checks.positive_int("s0", s0)
+    s1 = checks.positive_int("s1", s1)
+    total_steps = checks.positive_int("total_steps", total_steps)
     if s1 < s0:
         raise ValueError(f"s1 must be >= s0; got s0={s0!r}, s1={s1!r}")
     stage = max(1, math.floor(total_steps / (math.log2(math.floor(s1 / s0)) + 1)))

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from stabilizers import _checks
+from stabilizers import checks
 from stabilizers.parallel import SharedCount, shared_count
 
 
@@ -100,7 +100,7 @@ def ema(decay: float | jax.Array | optax.Schedule) -> optax.GradientTransformati
       (soft target updates). Polyak & Juditsky, Acceleration of stochastic approximation
       by averaging, 1992.
     """
-    decay = _checks.unit_interval("decay", decay, allow_schedule=True)
+    decay = checks.unit_interval("decay", decay, allow_schedule=True)
 
     def init_fn(params):
         del params
@@ -165,7 +165,7 @@ def periodic(every: int) -> optax.GradientTransformation:
     References:
       Mnih et al., Human-level control through deep reinforcement learning, Nature 2015.
     """
-    every = _checks.positive_int("every", every)
+    every = checks.positive_int("every", every)
 
     def init_fn(params):
         del params

@@ -51,6 +51,7 @@ def test_public_api_names():
         "EmaState",
         "PeriodicState",
         "DelayedState",
+        "checks",
     ]:
         assert hasattr(stabilizers, name), name
         assert name in stabilizers.__all__

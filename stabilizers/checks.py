@@ -1,4 +1,12 @@
-"""Argument checks shared by the transforms: fail at build time, naming the argument."""
+"""Argument checks: fail when a transform or a config is built, naming the argument.
+
+Public so that algorithms and harnesses built on the library validate their own arguments
+the way the transforms do: a `ValueError` that names the argument and the value it got.
+
+    >>> from stabilizers import checks
+    >>> checks.positive_int("every", 500)
+    500
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,7 @@ import jax
 import numpy as np
 
 
-def is_traced(value: Any) -> bool:
+def _is_traced(value: Any) -> bool:
     """True for a value inside `jit` / `vmap` / `grad`: its contents are unknown now."""
     return isinstance(value, jax.core.Tracer)
 
@@ -45,7 +53,7 @@ def unit_interval(name: str, value: Any, *, allow_schedule: bool = False) -> Any
             np.dtype(value.dtype), np.integer
         ):
             raise ValueError(f"{name} must be a real number; got dtype {value.dtype}")
-        if not is_traced(value):
+        if not _is_traced(value):
             v = float(np.asarray(value))
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1]; got {name}={v!r}")
@@ -66,7 +74,7 @@ def positive_int(name: str, value: Any) -> Any:
         and np.ndim(value) == 0
         and np.issubdtype(np.dtype(value.dtype), np.integer)
     ):
-        if not is_traced(value) and int(np.asarray(value)) < 1:
+        if not _is_traced(value) and int(np.asarray(value)) < 1:
             raise ValueError(
                 f"{name} must be an integer >= 1; got {name}={int(np.asarray(value))!r}"
             )
@@ -74,10 +82,3 @@ def positive_int(name: str, value: Any) -> Any:
     raise ValueError(
         f"{name} must be an integer >= 1; got {value!r} of type {type(value).__name__}"
     )
-
-
-def positive_number(name: str, value: Any) -> float:
-    """Checks a strictly positive Python number (used for schedule constants)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) > 0:
-        raise ValueError(f"{name} must be a number > 0; got {name}={value!r}")
-    return float(value)
