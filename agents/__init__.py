@@ -15,3 +15,11 @@ and sweep points of it in one compiled program:
 Shared pieces: `agents.envs` (gymnax environments, space checks, episode bookkeeping,
 evaluation) and `agents.replay` (the replay buffer).
 """
+
+ALGORITHMS = {
+    "dqn": "agents.dqn",
+    "ddpg": "agents.ddpg",
+    "td3": "agents.td3",
+    "sac": "agents.sac",
+}
+"""The family's registry: algorithm name -> module (imported only when chosen)."""

@@ -45,3 +45,16 @@ class Config(td3.Config):
     """Std of the target policy smoothing noise (DDPG: none)."""
     noise_clip: float = 0.0
     """Clip of the smoothing noise (DDPG: none)."""
+
+
+PRESETS = {
+    "smoke": Config(
+        total_steps=300,
+        buffer_size=512,
+        batch_size=32,
+        hidden=(16,),
+        learning_starts=100,
+        eval_episodes=2,
+    ),
+}
+"""Named configs. "smoke": a run of a few seconds on a CPU, to check an install."""

@@ -335,3 +335,20 @@ def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Arra
 
 def units(config: Config) -> tuple[str, int]:
     return "env_steps", config.num_envs
+
+
+PRESETS = {
+    "smoke": Config(
+        num_envs=4,
+        train_every=4,
+        total_steps=2_000,
+        buffer_size=512,
+        batch_size=32,
+        hidden=(16,),
+        learning_starts=200,
+        target_every=40,
+        epsilon_steps=1_000,
+        eval_episodes=2,
+    ),
+}
+"""Named configs. "smoke": a run of a few seconds on a CPU, to check an install."""

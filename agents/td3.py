@@ -363,3 +363,16 @@ def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Arra
 
 def units(config: Config) -> tuple[str, int]:
     return "env_steps", config.num_envs
+
+
+PRESETS = {
+    "smoke": Config(
+        total_steps=300,
+        buffer_size=512,
+        batch_size=32,
+        hidden=(16,),
+        learning_starts=100,
+        eval_episodes=2,
+    ),
+}
+"""Named configs. "smoke": a run of a few seconds on a CPU, to check an install."""

@@ -124,3 +124,7 @@ def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Arra
 
 def units(config: Config) -> tuple[str, int]:
     return "samples", config.batch_size
+
+
+PRESETS = {"smoke": Config()}
+"""Named configs. "smoke": the default toy, already a run of a second or two."""

@@ -634,3 +634,9 @@ def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Arra
 
 def units(config: Config) -> tuple[str, int]:
     return "samples", config.batch_size
+
+
+PRESETS = {
+    "smoke": Config(width=16, depth=1, batch_size=32, total_steps=32 * 40, eval_samples=100),
+}
+"""Named configs. "smoke": a run of a few seconds on a CPU, to check an install."""

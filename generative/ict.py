@@ -39,3 +39,9 @@ class Config(consistency.Config):
     """Adam's beta2 (iCT: 0.995)."""
     mu0: float = 0.0
     """Target EMA decay at k = 0; mu(k) = exp(s0 ln mu0 / N(k)). 0: no target EMA (iCT)."""
+
+
+PRESETS = {
+    "smoke": Config(width=16, depth=1, batch_size=32, total_steps=32 * 40, eval_samples=100),
+}
+"""Named configs. "smoke": a run of a few seconds on a CPU, to check an install."""

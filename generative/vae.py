@@ -884,3 +884,22 @@ def units(config: Config) -> tuple[str, int]:
     """One iteration is one outer step on `batch_size` examples (the aggressive inner
     loop's extra encoder steps are not counted)."""
     return "samples", config.batch_size
+
+
+PRESETS = {
+    "mnist": mnist_config(),
+    "smoke": Config(
+        num_train=128,
+        num_val=32,
+        num_test=32,
+        embed=8,
+        hidden=8,
+        eval_examples=32,
+        iw_samples=10,
+        iw_chunk=5,
+        epoch_iterations=10,
+        total_steps=16 * 20,
+    ),
+}
+"""Named configs. "mnist": the image setting (`mnist_config`). "smoke": a run of a few
+seconds on a CPU, to check an install."""

@@ -1,0 +1,7 @@
+"""Self-supervised representation learning against a momentum encoder: BYOL and MoCo."""
+
+ALGORITHMS = {
+    "byol": "representation.byol",
+    "moco": "representation.moco",
+}
+"""The family's registry: algorithm name -> module (imported only when chosen)."""

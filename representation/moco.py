@@ -342,3 +342,17 @@ def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Arra
 
 def units(config: Config) -> tuple[str, int]:
     return "samples", config.batch_size
+
+
+PRESETS = {
+    "smoke": Config(
+        data=DataSpec(num_train=128, num_test=64),
+        batch_size=32,
+        total_steps=32 * 8,
+        hidden_dim=32,
+        projection_dim=16,
+        probe_train=64,
+        calibration=32,
+    ),
+}
+"""Named configs. "smoke": a run of a few seconds on a CPU, to check an install."""
