@@ -281,7 +281,7 @@ def _gradient_step(
     # Actor: `delayed` runs Adam on due steps only; the gradient itself is computed only
     # then (the counter is shared by every seed, so this is a real branch under vmap).
     actor_tx = _actor_tx(config)
-    due = (learner.actor_opt_state.count.value + 1) % config.policy_delay == 0
+    due = actor_tx.is_due(learner.actor_opt_state)
     actor_loss, actor_grads = jax.lax.cond(
         due,
         lambda: jax.value_and_grad(_actor_loss)(

@@ -27,7 +27,7 @@ from stabilizers.aggressive import (
     switch_off,
     until_converged,
 )
-from stabilizers.delayed import DelayedState, delayed
+from stabilizers.delayed import DelayedState, DelayedTransformation, delayed
 from stabilizers.diagnostics import lag
 from stabilizers.parallel import SharedCount, is_shared, seed_axes, shared_count
 from stabilizers.targets import EmaState, PeriodicState, ema, periodic, update_target
@@ -36,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DelayedState",
+    "DelayedTransformation",
     "EmaState",
     "InnerLoopInfo",
     "PeriodicState",

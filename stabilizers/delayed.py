@@ -25,9 +25,25 @@ class DelayedState(NamedTuple):
     inner_state: Any
 
 
-def delayed(
-    inner: optax.GradientTransformation, every: int
-) -> optax.GradientTransformationExtraArgs:
+class DelayedTransformation(optax.GradientTransformationExtraArgs):
+    """What `delayed` returns: optax's `init` / `update`, and `is_due`."""
+
+    def __new__(cls, init, update, every: int = 1):
+        self = super().__new__(cls, init, update)
+        self.every = every
+        return self
+
+    def is_due(self, state: DelayedState) -> jax.Array:
+        """Whether the next `update` with `state` runs the inner transformation.
+
+        A bool scalar computed from the shared count: a caller can skip work that only a
+        due step needs (TD3 computes the actor's gradient on due steps only) in a
+        `lax.cond` that stays a real branch under `vmap` with `seed_axes`.
+        """
+        return (state.count.value + 1) % self.every == 0
+
+
+def delayed(inner: optax.GradientTransformation, every: int) -> DelayedTransformation:
     r"""Runs `inner` on every `every`-th call only, and returns zeros in between.
 
     On calls `every`, `2 * every`, ... (counting from 1) it returns `inner`'s updates and
@@ -50,8 +66,9 @@ def delayed(
       every: the delay d, an integer >= 1. `delayed(inner, 1)` is `inner`.
 
     Returns:
-      An `optax.GradientTransformationExtraArgs` whose state is `DelayedState`; extra
-      keyword arguments reach `inner` when it accepts them.
+      A `DelayedTransformation` (an `optax.GradientTransformationExtraArgs`) whose state
+      is `DelayedState`; extra keyword arguments reach `inner` when it accepts them, and
+      `tx.is_due(state)` tells whether the next call runs `inner`.
 
     Example:
       >>> import jax.numpy as jnp, optax, stabilizers
@@ -61,6 +78,8 @@ def delayed(
       >>> u, state = tx.update(jnp.ones(1), state, params)
       >>> u  # first call: skipped
       Array([0.], dtype=float32)
+      >>> bool(tx.is_due(state))  # the next call runs sgd
+      True
       >>> u, state = tx.update(jnp.ones(1), state, params)
       >>> u  # second call: sgd's update
       Array([-1.], dtype=float32)
@@ -102,4 +121,4 @@ def delayed(
             )
         return new_updates, DelayedState(count=SharedCount(count), inner_state=inner_state)
 
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    return DelayedTransformation(init_fn, update_fn, every)

@@ -70,6 +70,11 @@ def ema(decay: float | jax.Array | optax.Schedule) -> optax.GradientTransformati
     no gradient: compute `delta` from the online params outside any `jax.grad`, or wrap the
     target side of a loss in `jax.lax.stop_gradient`.
 
+    On deltas this is `optax.scale_by_schedule(lambda k: 1 - mu(k))`, plus the exact copy
+    that `update_target` makes where the increment is the whole delta. It is not
+    `optax.ema`, which averages the *updates* (a momentum on gradients); this one averages
+    the *params* of a target toward the online ones.
+
     `decay = 0` copies the online params at every call (no target network); `decay = 1`
     freezes the target. DDPG, TD3 and SAC write `tau = 1 - decay` (0.005); MoCo's momentum
     `m = 0.999` and BYOL's `tau` (0.996 to 1, `schedules.cosine_momentum`) are `decay`;

@@ -36,35 +36,62 @@ CASES = {
     "ddpg": ("agents.ddpg", _RL, 100),
     "td3": ("agents.td3", _RL, 100),
     "sac": ("agents.sac", _RL, 100),
-    "ct": ("generative.consistency", dict(width=16, depth=1, batch_size=32,
-                                          total_steps=32 * 40, eval_samples=100), 40),
-    "ict": ("generative.ict", dict(width=16, depth=1, batch_size=32,
-                                   total_steps=32 * 40, eval_samples=100), 40),
+    "ct": (
+        "generative.consistency",
+        dict(width=16, depth=1, batch_size=32, total_steps=32 * 40, eval_samples=100),
+        40,
+    ),
+    "ict": (
+        "generative.ict",
+        dict(width=16, depth=1, batch_size=32, total_steps=32 * 40, eval_samples=100),
+        40,
+    ),
     "byol": ("representation.byol", _SSL, 8),
     "moco_v2": ("representation.moco", dict(_SSL, version="v2", queue_size=64), 8),
     "moco_v3": ("representation.moco", dict(_SSL, version="v3"), 8),
-    "vae": ("generative.vae", dict(num_train=128, num_val=32, num_test=32, embed=8,
-                                   hidden=8, eval_examples=32, iw_samples=10, iw_chunk=5,
-                                   epoch_iterations=10), 20),
-    "vae_aggressive": ("generative.vae", dict(num_train=128, num_val=32, num_test=32,
-                                              embed=8, hidden=8, eval_examples=32,
-                                              iw_samples=10, iw_chunk=5,
-                                              epoch_iterations=10, aggressive=True,
-                                              inner_max_steps=6, inner_window=2), 20),
+    "vae": (
+        "generative.vae",
+        dict(
+            num_train=128,
+            num_val=32,
+            num_test=32,
+            embed=8,
+            hidden=8,
+            eval_examples=32,
+            iw_samples=10,
+            iw_chunk=5,
+            epoch_iterations=10,
+        ),
+        20,
+    ),
+    "vae_aggressive": (
+        "generative.vae",
+        dict(
+            num_train=128,
+            num_val=32,
+            num_test=32,
+            embed=8,
+            hidden=8,
+            eval_examples=32,
+            iw_samples=10,
+            iw_chunk=5,
+            epoch_iterations=10,
+            aggressive=True,
+            inner_max_steps=6,
+            inner_window=2,
+        ),
+        20,
+    ),
 }
 
 
 def _config(module, overrides):
     config = module.Config()
-    if "data" in overrides or not hasattr(config, "data") or not hasattr(
-        config.data, "num_train"
-    ):
+    if "data" in overrides or not hasattr(config, "data") or not hasattr(config.data, "num_train"):
         return dataclasses.replace(config, **overrides)
     # the SSL configs: a small data set
     data = dataclasses.replace(config.data, num_train=128, num_test=64)
-    return dataclasses.replace(
-        config, data=data, probe_train=64, calibration=32, **overrides
-    )
+    return dataclasses.replace(config, data=data, probe_train=64, calibration=32, **overrides)
 
 
 def _numbers(name: str) -> dict:
