@@ -5,7 +5,8 @@ target moves. The mechanisms that keep such training stable are small and recur 
 fields; here each one is an `optax.GradientTransformation`:
 
 - `ema(decay)`: soft / Polyak / momentum target (DDPG, TD3, SAC, MoCo, BYOL, CT);
-- `periodic(every)`: hard target copy (DQN);
+- `periodic(every, decay=0)`: hard target copy (DQN), or an EMA step every N updates;
+- `mean_age`, `ema_decay_for_age`: the target's mean age, the axis shared by both;
 - `delayed(inner, every)`: a partner that moves every `every`-th step (TD3's policy);
 - `update_target(tx, online, target, state)`: one call that moves a target;
 - `schedules`: BYOL's cosine momentum, Consistency Training's N(k) and mu(k), iCT's
@@ -30,7 +31,15 @@ from stabilizers.aggressive import (
 from stabilizers.delayed import DelayedState, DelayedTransformation, delayed
 from stabilizers.diagnostics import lag
 from stabilizers.parallel import SharedCount, is_shared, seed_axes, shared_count
-from stabilizers.targets import EmaState, PeriodicState, ema, periodic, update_target
+from stabilizers.targets import (
+    EmaState,
+    PeriodicState,
+    ema,
+    ema_decay_for_age,
+    mean_age,
+    periodic,
+    update_target,
+)
 
 __version__ = "0.1.0"
 
@@ -46,8 +55,10 @@ __all__ = [
     "checks",
     "delayed",
     "ema",
+    "ema_decay_for_age",
     "is_shared",
     "lag",
+    "mean_age",
     "periodic",
     "schedules",
     "seed_axes",

@@ -129,28 +129,35 @@ def ema(decay: float | jax.Array | optax.Schedule) -> optax.GradientTransformati
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def periodic(every: int) -> optax.GradientTransformation:
-    r"""Hard target copy every `every` updates (DQN's target network).
+def periodic(
+    every: int | jax.Array, decay: float | jax.Array = 0.0
+) -> optax.GradientTransformation:
+    r"""Hard target copy every `every` updates (DQN's target network), or an EMA step.
 
-    On the `every`-th, `2 * every`-th, ... call the increment is the whole delta, so the
-    target becomes the online params; on every other call it is zero and the target stays:
+    On the `every`-th, `2 * every`-th, ... call the target takes one EMA step of decay
+    `decay`; on every other call it stays:
 
     .. math::
-      \bar\theta_{k+1} = \begin{cases} \theta_k & (k + 1) \bmod N = 0 \\
-      \bar\theta_k & \text{otherwise.} \end{cases}
+      \bar\theta_{k+1} = \begin{cases} \mu\,\bar\theta_k + (1 - \mu)\,\theta_k
+      & (k + 1) \bmod N = 0 \\ \bar\theta_k & \text{otherwise.} \end{cases}
 
-    This is `ema` with decay 0 on due calls and 1 otherwise, i.e. SGD on
-    :math:`\tfrac12\lVert\bar\theta - \theta\rVert^2` with learning rate 1 on due calls.
-    `update_target` makes the copy exact in floating point (`target + (online - target)`
-    can differ from `online` by a rounding); with `optax.apply_updates` it is exact up to
-    that rounding.
+    With the default `decay = 0` this is DQN's hard copy; with `every = 1` it is
+    `ema(decay)`. So one tracker spans both mechanisms, and since `every` and `decay` may
+    be traced, a sweep over copy periods and decays together is one vmapped program.
+    `update_target` makes a copy exact in floating point.
 
-    The copy is a `where` on a scalar predicate, fused with the addition into one pass over
-    the params: the same cost as `ema` whether or not the counter (a `SharedCount`) is
-    batched.
+    The mean age of the target, in updates of the online params, is
+    :math:`(N - 1) / 2 + N \mu / (1 - \mu)` (`mean_age`): (N - 1) / 2 for a hard copy,
+    :math:`\mu / (1 - \mu)` for an EMA.
+
+    The step is a `where` on a scalar predicate, fused with the addition into one pass
+    over the params: the same cost as `ema` whether or not the counter is batched.
 
     Args:
-      every: the copy period N, an integer >= 1 (1 copies at every call).
+      every: the period N, an integer >= 1, or an integer scalar array (traced values are
+        fine, so a sweep can `vmap` over it).
+      decay: the weight kept on the old target at a due call, in [0, 1]: a float or a
+        scalar array (traced values are fine). 0: a hard copy.
 
     Returns:
       An `optax.GradientTransformation` whose state is `PeriodicState`.
@@ -171,22 +178,63 @@ def periodic(every: int) -> optax.GradientTransformation:
       Mnih et al., Human-level control through deep reinforcement learning, Nature 2015.
     """
     every = checks.positive_int("every", every)
+    decay = checks.unit_interval("decay", decay)
+    copy = isinstance(decay, (int, float)) and float(decay) == 0.0
 
     def init_fn(params):
         del params
         return PeriodicState(count=shared_count())
 
+    def step(u):
+        if copy:
+            return u
+        cdt = _compute_dtype(u.dtype)
+        size = (
+            1.0 - float(decay) if isinstance(decay, (int, float)) else 1 - jnp.asarray(decay, cdt)
+        )
+        return (jnp.asarray(size, cdt) * u.astype(cdt)).astype(u.dtype)
+
     def update_fn(updates, state, params=None):
         del params
         count = optax.safe_increment(state.count.value)
         due = count % every == 0
-        # A scalar `where` fuses with `apply_updates` into one pass over the params; a
-        # `lax.cond` here would copy the whole tree through the branch (measured 4x slower
-        # than `ema` on 32 vmapped MLPs, `where` 0.9x: benchmarks/transform_cost.py).
-        increments = jax.tree.map(lambda u: jnp.where(due, u, jnp.zeros_like(u)), updates)
+        # a scalar `where`, not a `lax.cond`: a cond would copy the whole tree through
+        # its branch instead of fusing with the addition
+        increments = jax.tree.map(lambda u: jnp.where(due, step(u), jnp.zeros_like(u)), updates)
         return increments, PeriodicState(count=SharedCount(count))
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def mean_age(every: int | jax.Array = 1, decay: float | jax.Array = 0.0) -> jax.Array:
+    r"""Mean age, in updates of the online params, of the target of `periodic(every, decay)`.
+
+    .. math::
+      a(N, \mu) = \frac{N - 1}{2} + \frac{N \mu}{1 - \mu},
+
+    the age of the copies averaged over the N calls of a period ((N - 1) / 2 for a hard
+    copy) plus N times the mean age of an EMA's weights (:math:`\mu / (1 - \mu)`, the mean
+    of the geometric weights :math:`(1 - \mu)\mu^j` over j). `ema(decay)` is N = 1; no
+    target (decay 0 every call) is age 0; a frozen target (decay 1) is age `inf`.
+
+    Example:
+      >>> import stabilizers
+      >>> float(stabilizers.mean_age(every=7)), float(stabilizers.mean_age(decay=0.75))
+      (3.0, 3.0)
+    """
+    n = jnp.asarray(every, jnp.float32)
+    mu = jnp.asarray(decay, jnp.float32)
+    ema_age = jnp.where(mu < 1, mu / jnp.where(mu < 1, 1 - mu, 1.0), jnp.inf)
+    return (n - 1) / 2 + n * ema_age
+
+
+def ema_decay_for_age(age: float | jax.Array) -> jax.Array:
+    """The `ema` decay whose target has mean age `age` >= 0: `age / (1 + age)`.
+
+    A hard copy every N updates has the mean age (N - 1) / 2 of the decay (N - 1) / (N + 1).
+    """
+    age = jnp.asarray(age, jnp.float32)
+    return age / (1 + age)
 
 
 def update_target(

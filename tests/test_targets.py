@@ -1,5 +1,7 @@
 """ema, periodic and update_target: exact math, properties, dtypes, combinators, errors."""
 
+import math
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -234,3 +236,75 @@ def test_ema_on_deltas_is_scale_by_schedule_of_one_minus_decay(decay):
         u_ours, s_ours = ours.update(delta, s_ours)
         u_theirs, s_theirs = theirs.update(delta, s_theirs)
         chex.assert_trees_all_close(u_ours, u_theirs, rtol=1e-6)
+
+
+@pytest.mark.parametrize("every,decay", [(1, 0.9), (3, 0.5), (4, 0.0), (2, jnp.float32(0.25))])
+def test_periodic_with_decay_takes_an_ema_step_on_due_calls_only(every, decay):
+    online, target = tree(jax.random.key(40)), tree(jax.random.key(41))
+    tx = stabilizers.periodic(every, decay)
+    state = tx.init(target)
+    expected, d = target, float(decay)
+    for call in range(1, 3 * every + 1):
+        target, state = stabilizers.update_target(tx, online, target, state)
+        if call % every == 0:
+            expected = jax.tree.map(lambda t, o: d * t + (1 - d) * o, expected, online)
+        chex.assert_trees_all_close(target, expected, atol=1e-6)
+
+
+def test_periodic_every_one_is_ema_and_decay_zero_is_the_old_hard_copy():
+    online, target = tree(jax.random.key(42)), tree(jax.random.key(43))
+    for a, b in [(stabilizers.periodic(1, 0.9), stabilizers.ema(0.9))]:
+        ua, _ = a.update(online, a.init(target))
+        ub, _ = b.update(online, b.init(target))
+        chex.assert_trees_all_equal(ua, ub)
+    tx = stabilizers.periodic(2)
+    state = tx.update(online, tx.init(target))[1]
+    copied, _ = stabilizers.update_target(tx, online, target, state)
+    chex.assert_trees_all_equal(copied, online)
+
+
+def test_periodic_sweeps_period_and_decay_in_one_vmapped_program():
+    # hard copies every 1, 2, 4 and EMAs of decay 0.5 side by side, traced
+    every = jnp.array([1, 2, 4, 1])
+    decay = jnp.array([0.0, 0.0, 0.0, 0.5])
+
+    def run(n, d):
+        tx = stabilizers.periodic(n, d)
+        target, state = jnp.zeros(()), tx.init(jnp.zeros(()))
+        values = []
+        for k in range(1, 5):
+            target, state = stabilizers.update_target(tx, jnp.float32(k), target, state)
+            values.append(target)
+        return jnp.stack(values)
+
+    out = jax.jit(jax.vmap(run))(every, decay)
+    np.testing.assert_allclose(
+        out,
+        [[1, 2, 3, 4], [0, 2, 2, 4], [0, 0, 0, 4], [0.5, 1.25, 2.125, 3.0625]],
+    )
+
+
+@pytest.mark.parametrize(
+    "every,decay,age",
+    [(1, 0.0, 0.0), (9, 0.0, 4.0), (1, 0.8, 4.0), (1, 0.99, 99.0), (4, 0.5, 5.5)],
+)
+def test_mean_age_matches_the_average_age_of_the_targets_weights(every, decay, age):
+    assert float(stabilizers.mean_age(every, decay)) == pytest.approx(age, rel=1e-5)
+    # simulated: online params theta_k = k (so a target's value is k minus its age)
+    tx = stabilizers.periodic(every, decay)
+
+    def body(carry, k):
+        target, state = stabilizers.update_target(tx, k, *carry)
+        return (target, state), k - target
+
+    steps = jnp.arange(1, 4001, dtype=jnp.float32)
+    _, ages = jax.lax.scan(body, (jnp.zeros(()), tx.init(jnp.zeros(()))), steps)
+    assert np.mean(np.asarray(ages)[2000:]) == pytest.approx(age, rel=1e-2, abs=1e-3)
+
+
+def test_matched_ages_and_inverse():
+    n = jnp.arange(1, 50)
+    d = stabilizers.ema_decay_for_age((n - 1) / 2)
+    np.testing.assert_allclose(d, (n - 1) / (n + 1), rtol=1e-6)
+    np.testing.assert_allclose(stabilizers.mean_age(decay=d), (n - 1) / 2, rtol=1e-5, atol=1e-6)
+    assert float(stabilizers.mean_age(decay=1.0)) == math.inf
