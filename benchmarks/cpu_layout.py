@@ -1,0 +1,72 @@
+"""The CPU layout of a run: how many JAX devices the cores are split into.
+
+On a CPU, JAX's default is one device whose XLA thread pool spans every core. The harness
+runs its grid of seeds x sweep points one device at a time per core when there are several
+devices, which on the project's 2-core reference machine ran DQN faster at every seed
+count (`benchmarks/rl_throughput.py`, README "Throughput"):
+
+- "split": one JAX CPU device per core with one XLA thread each (`JAX_NUM_CPU_DEVICES`,
+  `PJRT_NPROC=1`); the default of every entry point when the user has not chosen;
+- "default": JAX's own layout.
+
+Both variables are read when JAX starts its CPU client, so `configure` must run before
+the first computation (entry points call it before importing the harness). A user who set
+`JAX_NUM_CPU_DEVICES`, `PJRT_NPROC` or `--xla_force_host_platform_device_count` has chosen:
+nothing is changed then.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+LAYOUTS = ("split", "default")
+_CHOSEN = ("JAX_NUM_CPU_DEVICES", "PJRT_NPROC")
+
+
+def user_chose() -> bool:
+    """True when the environment already sets the CPU layout."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    return any(name in os.environ for name in _CHOSEN) or (
+        "xla_force_host_platform_device_count" in flags
+    )
+
+
+def _backend_started() -> bool:
+    if "jax" not in sys.modules:
+        return False
+    try:
+        from jax._src import xla_bridge
+
+        return bool(xla_bridge.backends_are_initialized())
+    except (ImportError, AttributeError):  # an unknown jax: assume it has started
+        return True
+
+
+def configure(layout: str | None = None) -> str:
+    """Sets the CPU layout for this process; returns the layout in effect.
+
+    Args:
+      layout: "split", "default", or None for "split" unless the environment already
+        chose ("environment" is returned then).
+
+    Returns:
+      "split", "default", "environment" (left as the user set it) or "started" (JAX had
+      already started its backends in this process: nothing can change any more).
+    """
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"cpu layout must be one of {LAYOUTS}; got {layout!r}")
+    if _backend_started():
+        return "started"
+    if layout is None and user_chose():
+        return "environment"
+    layout = layout or "split"
+    if layout == "split":
+        cores = str(os.cpu_count() or 1)
+        os.environ["JAX_NUM_CPU_DEVICES"] = cores
+        os.environ["PJRT_NPROC"] = "1"
+        if "jax" in sys.modules:  # imported, not started: its flag was read at import
+            import jax
+
+            jax.config.update("jax_num_cpu_devices", int(cores))
+    return layout
