@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from rl_testing import first_seed, register, run_steps, stepper
 
-from agents import checks, dqn
+from agents import dqn, offpolicy
 from benchmarks import harness
 
 GAMMA = 0.5
@@ -34,7 +34,7 @@ def tiny(**kw):
 
 
 def q_values(state, config, obs):
-    s = dqn._setup(checks.static(config))
+    s = dqn._setup(offpolicy.static(config))
     return np.asarray(s.network.apply(state.learner.params, jnp.asarray(obs, jnp.float32)))
 
 

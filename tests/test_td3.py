@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from rl_testing import register, run_steps, stepper
 
-from agents import checks, ddpg, td3
+from agents import ddpg, td3
 from agents.networks import ensemble_apply
 from benchmarks import harness
 
@@ -59,7 +59,7 @@ def test_delayed_actor_and_targets_then_two_step_probe_values():
     assert moved["targets"] == [4, 7]
 
     state, _ = run_steps(step, state, 1_800)
-    s = td3._setup(checks.static(config))
+    s = td3._setup(config)
     obs = jnp.eye(2)
     action = s.actor.apply(state.learner.actor_params, obs)
     np.testing.assert_allclose(action[1], [0.5], atol=0.1)
