@@ -69,11 +69,14 @@ def test_delayed_actor_and_targets_then_two_step_probe_values():
 
 
 def test_ddpg_is_td3_with_one_critic_no_delay_no_smoothing():
-    c = ddpg.Config()
-    assert (c.num_critics, c.policy_delay, c.policy_noise) == (1, 1, 0.0)
-    assert isinstance(c, td3.Config)
+    p = td3.PRESETS["ddpg"]
+    assert (p.num_critics, p.policy_delay, p.policy_noise, p.noise_clip) == (1, 1, 0.0, 0.0)
     t = td3.Config()
     assert (t.num_critics, t.policy_delay, t.policy_noise, t.noise_clip) == (2, 2, 0.2, 0.5)
+    assert p == t.replace(num_critics=1, policy_delay=1, policy_noise=0.0, noise_clip=0.0)
+    c = ddpg.Config()  # the module form: the same values, as defaults
+    assert isinstance(c, td3.Config)
+    assert all(getattr(c, f) == getattr(p, f) for f in td3.Config.__dataclass_fields__)
 
 
 def test_td3_improves_pendulum_and_seeds_differ(tmp_path):
