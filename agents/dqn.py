@@ -267,7 +267,7 @@ def _learn(
     """`s.grad_steps` gradient steps, each followed by a target update."""
     optimizer, target_tx = _optimizer(config), _target_tx(config)
 
-    def update(learner, sample_key):
+    def gradient_step(learner, sample_key):
         batch = replay.sample(buffer, sample_key, config.batch_size, kind=config.replay)
         loss, grads = jax.value_and_grad(_loss)(
             learner.params, learner.target_params, batch, config, s.network
@@ -280,8 +280,8 @@ def _learn(
         return Learner(params, target_params, opt_state, target_state, loss), loss
 
     if s.grad_steps == 1:
-        return update(learner, key)[0]
-    learner, losses = jax.lax.scan(update, learner, jax.random.split(key, s.grad_steps))
+        return gradient_step(learner, key)[0]
+    learner, losses = jax.lax.scan(gradient_step, learner, jax.random.split(key, s.grad_steps))
     return learner._replace(loss=jnp.mean(losses))
 
 

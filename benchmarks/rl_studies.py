@@ -150,7 +150,7 @@ def _load(study: str):
         with open(os.path.join(out, "results.json")) as f:
             res = json.load(f)
         x, y = harness.curve(harness.read_log(out), "return", "env_steps", kind="eval")
-        points = len(res["final_return"])
+        points = len(res["final"]["return"])
         y = y.reshape(len(x), points, -1)
         labels = [
             ", ".join(f"{k}={v}" for k, v in pt.items() if k != "seed")
@@ -174,7 +174,7 @@ def report(study: str) -> str:
         "|---|---|---|---|---|---|",
     ]
     for name, res, p, _, _ in rows:
-        final = np.asarray(res["final_return"][p], dtype=np.float64)
+        final = np.asarray(res["final"]["return"][p], dtype=np.float64)
         lo, hi = stats.bootstrap_ci(final, stats.iqm)
         table[name] = {
             "final_return": final.tolist(),

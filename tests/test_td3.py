@@ -100,7 +100,7 @@ def test_td3_improves_pendulum_and_seeds_differ(tmp_path):
         plot=False,
     )
     initial = np.asarray(harness.read_log(tmp_path)[0]["eval"]["return"])
-    final = np.asarray(res.results["final_return"][0])
+    final = np.asarray(res.results["final"]["return"][0])
     # 4000 env steps (20 episodes): the deterministic policy starts near -1500 (random
     # actions average about -1200) and swings up from some starts
     assert np.mean(final) > np.mean(initial) + 500, (initial, final)
