@@ -7,13 +7,15 @@ and sweep points of it in one compiled program:
 - `agents.dqn`: DQN (Mnih et al. 2015) and Double DQN (van Hasselt et al. 2016); target by
   `stabilizers.periodic` (hard copy), `stabilizers.ema` (soft) or none.
 - `agents.td3`: TD3 (Fujimoto et al. 2018): twin critics, clipped double-Q, target policy
-  smoothing, the actor and the targets delayed by `stabilizers.delayed`.
-- `agents.ddpg`: DDPG (Lillicrap et al. 2015) as the TD3 paper ran it: `agents.td3` with one
-  critic, no smoothing, no delay.
+  smoothing, the actor and the targets delayed by `stabilizers.delayed`; DDPG (Lillicrap
+  et al. 2015) as the TD3 paper ran it is its preset `td3.PRESETS["ddpg"]` (`agents.ddpg`
+  names it as a module for now).
 - `agents.sac`: SAC with a learned temperature (Haarnoja et al. 2018).
 
-Shared pieces: `agents.envs` (gymnax environments, space checks, episode bookkeeping,
-evaluation) and `agents.replay` (the replay buffer).
+Shared pieces: `agents.actor_critic` (the loop, critic regression and evaluation TD3 and
+SAC share), `agents.offpolicy` (the run state and step bookkeeping of every agent),
+`agents.replay` (the replay buffer), `agents.envs` (gymnax environments, space checks,
+episode bookkeeping, evaluation) and `agents.networks`.
 """
 
 ALGORITHMS = {

@@ -1,10 +1,10 @@
-"""DDPG as the TD3 paper ran it ("Our DDPG"): `agents.td3` with one critic, no delay and
-no target policy smoothing.
+"""DDPG as the TD3 paper ran it ("Our DDPG"): `agents.td3` with `td3.PRESETS["ddpg"]`.
 
 The networks, learning rates, batch size, tau and exploration are TD3's (Fujimoto et al.
 2018, the authors' `OurDDPG.py`); the target is `r + gamma (1 - terminated) Q_bar(s',
 pi_bar(s'))`, and the actor and the EMA targets move after every critic step.
-`init`, `step`, `evaluate` and `units` are TD3's.
+`init`, `step`, `evaluate` and `units` are TD3's. This module keeps `--algo ddpg` a module
+of its own until the registry names the preset (`"agents.td3:ddpg"`).
 
 References:
   Lillicrap et al., Continuous control with deep reinforcement learning, 2015.
@@ -14,14 +14,15 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
+
 from flax import struct
 
 from agents import td3
-from agents.td3 import Item, Learner, State, Targets, check, evaluate, init, step, units
+from agents.td3 import Learner, State, Targets, check, evaluate, init, step, units
 
 __all__ = [
     "Config",
-    "Item",
     "Learner",
     "State",
     "Targets",
@@ -32,29 +33,33 @@ __all__ = [
     "units",
 ]
 
+_DDPG = td3.PRESETS["ddpg"]
+
 
 @struct.dataclass
 class Config(td3.Config):
-    """DDPG: TD3's config with one critic, no delay and no target policy smoothing."""
+    """DDPG: TD3's config with `td3.PRESETS["ddpg"]`'s defaults."""
 
-    num_critics: int = struct.field(pytree_node=False, default=1)
+    num_critics: int = struct.field(pytree_node=False, default=_DDPG.num_critics)
     """Critics (DDPG: one; the target uses its value, no minimum)."""
-    policy_delay: int = struct.field(pytree_node=False, default=1)
+    policy_delay: int = struct.field(pytree_node=False, default=_DDPG.policy_delay)
     """Critic steps per actor step (DDPG: 1, the actor and targets move every step)."""
-    policy_noise: float = 0.0
+    policy_noise: float = _DDPG.policy_noise
     """Std of the target policy smoothing noise (DDPG: none)."""
-    noise_clip: float = 0.0
+    noise_clip: float = _DDPG.noise_clip
     """Clip of the smoothing noise (DDPG: none)."""
 
 
-PRESETS = {
-    "smoke": Config(
-        total_steps=300,
-        buffer_size=512,
-        batch_size=32,
-        hidden=(16,),
-        learning_starts=100,
-        eval_episodes=2,
-    ),
-}
-"""Named configs. "smoke": a run of a few seconds on a CPU, to check an install."""
+def _on_ddpg(preset: td3.Config) -> Config:
+    """What a TD3 `preset` changes from TD3's defaults, on DDPG's defaults."""
+    default = td3.Config()
+    changed = {
+        f.name: getattr(preset, f.name)
+        for f in dataclasses.fields(preset)
+        if getattr(preset, f.name) != getattr(default, f.name)
+    }
+    return Config(**changed)
+
+
+PRESETS = {"smoke": _on_ddpg(td3.PRESETS["smoke"])}
+"""Named configs. "smoke": TD3's, a run of a few seconds on a CPU, to check an install."""

@@ -34,9 +34,8 @@ import optax
 from flax import struct
 
 import stabilizers
-from agents import checks, envs, replay
-from agents.networks import MLP
-from stabilizers import shared_count
+from agents import envs, offpolicy, replay
+from agents.networks import ReluMLP
 
 
 @struct.dataclass
@@ -107,7 +106,7 @@ class Learner(NamedTuple):
     loss: jax.Array
 
 
-State = replay.AgentState  # learner: this module's `Learner`
+State = offpolicy.AgentState  # learner: this module's `Learner`
 
 
 # --------------------------------------------------------------------------- losses
@@ -153,14 +152,14 @@ class _Setup(NamedTuple):
     obs_size: int
     num_actions: int
     max_steps: int
-    network: MLP
-    period: int  # env steps between gradient-step iterations
-    updates: int  # gradient steps in such an iteration
+    network: ReluMLP
+    period: int  # env steps between learning iterations
+    grad_steps: int  # gradient steps in such an iteration
 
 
 def check(config: Config) -> None:
     """Raises a ValueError for a config DQN cannot run (names the field and value)."""
-    _setup(checks.static(config))
+    _setup(offpolicy.static(config))
 
 
 @functools.lru_cache(maxsize=64)
@@ -170,7 +169,7 @@ def _setup(config_static: Any) -> _Setup:
     num_actions = envs.num_actions(env, env_params, c.env, "dqn")
     obs_size = envs.observation_size(env, env_params, c.env)
     positive = ("num_envs", "buffer_size", "batch_size", "target_every", "train_every")
-    checks.check_common(c, (*positive, "eval_episodes"), ("learning_starts", "epsilon_steps"))
+    offpolicy.check_common(c, (*positive, "eval_episodes"), ("learning_starts", "epsilon_steps"))
     if c.target not in ("periodic", "ema", "none"):
         raise ValueError(f"target must be 'periodic', 'ema' or 'none'; got {c.target!r}")
     if c.loss not in ("mse", "huber"):
@@ -198,9 +197,9 @@ def _setup(config_static: Any) -> _Setup:
         obs_size=obs_size,
         num_actions=num_actions,
         max_steps=envs.max_episode_steps(env_params, c.env),
-        network=MLP((*c.hidden, num_actions)),
+        network=ReluMLP((*c.hidden, num_actions)),
         period=period,
-        updates=period // c.train_every,
+        grad_steps=period // c.train_every,
     )
 
 
@@ -227,7 +226,7 @@ def epsilon(config: Config, env_steps: jax.Array) -> jax.Array:
 
 def init(key: jax.Array, config: Config) -> State:
     """A fresh run: network, target (= network), Adam, empty buffer, reset environments."""
-    s = _setup(checks.static(config))
+    s = _setup(offpolicy.static(config))
     params_key, reset_key, key = jax.random.split(key, 3)
     params = s.network.init(params_key, jnp.zeros((s.obs_size,)))
     obs, env_state = envs.reset(s.env, s.env_params, reset_key, config.num_envs)
@@ -245,20 +244,13 @@ def init(key: jax.Array, config: Config) -> State:
         target_state=_target_tx(config).init(params),
         loss=jnp.zeros(()),
     )
-    return State(
-        learner=learner,
-        replay=replay.init(
-            example, config.buffer_size, kind=config.replay, batch_size=config.batch_size
-        ),
-        env_state=env_state,
-        obs=obs,
-        episodes=envs.episodes_init(config.num_envs),
-        key=key,
-        count=shared_count(),
+    buffer = replay.init(
+        example, config.buffer_size, kind=config.replay, batch_size=config.batch_size
     )
+    return offpolicy.start(learner, buffer, obs, env_state, key)
 
 
-def _loss(params, target_params, batch: Item, config: Config, network: MLP) -> jax.Array:
+def _loss(params, target_params, batch: Item, config: Config, network: ReluMLP) -> jax.Array:
     q_tm1 = network.apply(params, batch.obs_tm1)
     q_t_value = network.apply(target_params, batch.obs_t)
     q_t_selector = network.apply(params, batch.obs_t) if config.double else q_t_value
@@ -272,10 +264,10 @@ def _loss(params, target_params, batch: Item, config: Config, network: MLP) -> j
 def _learn(
     learner: Learner, buffer: replay.Replay, key: jax.Array, config: Config, s: _Setup
 ) -> Learner:
-    """`s.updates` gradient steps, each followed by a target update."""
+    """`s.grad_steps` gradient steps, each followed by a target update."""
     optimizer, target_tx = _optimizer(config), _target_tx(config)
 
-    def update(learner, sample_key):
+    def gradient_step(learner, sample_key):
         batch = replay.sample(buffer, sample_key, config.batch_size, kind=config.replay)
         loss, grads = jax.value_and_grad(_loss)(
             learner.params, learner.target_params, batch, config, s.network
@@ -287,15 +279,15 @@ def _learn(
         )
         return Learner(params, target_params, opt_state, target_state, loss), loss
 
-    if s.updates == 1:
-        return update(learner, key)[0]
-    learner, losses = jax.lax.scan(update, learner, jax.random.split(key, s.updates))
+    if s.grad_steps == 1:
+        return gradient_step(learner, key)[0]
+    learner, losses = jax.lax.scan(gradient_step, learner, jax.random.split(key, s.grad_steps))
     return learner._replace(loss=jnp.mean(losses))
 
 
 def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
     """One vectorised env step (num_envs env steps) and the gradient steps that fall due."""
-    s = _setup(checks.static(config))
+    s = _setup(offpolicy.static(config))
     key, explore_key, action_key, env_key, learn_key = jax.random.split(state.key, 5)
     env_steps = state.count.value * config.num_envs  # before this step
 
@@ -307,13 +299,15 @@ def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
     action = jnp.where(explore, random_action, greedy)
 
     out = envs.step(s.env, s.env_params, env_key, state.env_state, action)
-    state = replay.record(state, action, out, key, kind=config.replay, batch_size=config.batch_size)
-
-    env_steps = env_steps + config.num_envs
+    state = offpolicy.record(
+        state, action, out, key, kind=config.replay, batch_size=config.batch_size
+    )
     # Every seed shares `count`, so under the harness's vmap this stays a branch: no
     # gradient work on steps without an update.
-    due = (env_steps > config.learning_starts) & (env_steps % s.period == 0)
-    state = replay.learn_if(due, lambda lr, buf: _learn(lr, buf, learn_key, config, s), state)
+    env_steps_after = env_steps + config.num_envs
+    due = (env_steps_after > config.learning_starts) & (env_steps_after % s.period == 0)
+    learn = functools.partial(_learn, key=learn_key, config=config, s=s)
+    state = offpolicy.learn_if(due, learn, state)
     learner = state.learner
     return state, {
         "loss": learner.loss,
@@ -325,7 +319,7 @@ def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
 
 def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Array]:
     """Mean return of `eval_episodes` greedy episodes (`return`) and their spread."""
-    s = _setup(checks.static(config))
+    s = _setup(offpolicy.static(config))
 
     def policy(obs):
         return jnp.argmax(s.network.apply(state.learner.params, obs), axis=-1).astype(jnp.int32)

@@ -103,7 +103,7 @@ def reset(env: Any, env_params: Any, key: jax.Array, num_envs: int) -> tuple[jax
     return flatten(obs, 1), states
 
 
-class Transition(NamedTuple):
+class EnvStep(NamedTuple):
     """What one environment step returns to an agent (leading axis: the environments).
 
     Attributes:
@@ -124,15 +124,13 @@ class Transition(NamedTuple):
     next_obs: jax.Array
 
 
-def step(
-    env: Any, env_params: Any, key: jax.Array, env_state: Any, action: jax.Array
-) -> Transition:
+def step(env: Any, env_params: Any, key: jax.Array, env_state: Any, action: jax.Array) -> EnvStep:
     """Steps every environment once (one key each, split from `key`)."""
     num_envs = action.shape[0]
     obs, env_state, reward, terminated, truncated, info = jax.vmap(
         env.step, in_axes=(0, 0, 0, None)
     )(jax.random.split(key, num_envs), env_state, action, env_params)
-    return Transition(
+    return EnvStep(
         obs=flatten(obs, 1),
         env_state=env_state,
         reward=reward.astype(jnp.float32),

@@ -1,4 +1,5 @@
-"""The agents' networks: MLPs, critics and their ensembles, deterministic and Gaussian actors."""
+"""The agents' networks: ReLU MLPs, critics and their ensembles, deterministic and Gaussian
+actors."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+TORSO = "MLP_0"
+"""The name of the `ReluMLP` inside the critic and the actors: it fixes their parameter
+paths and, since flax folds a module's path into its initialisation key, their initial
+values."""
 
-class MLP(nn.Module):
+
+class ReluMLP(nn.Module):
     """ReLU MLP; `features` lists every layer's width. The last layer is linear unless
     `activate_final`."""
 
@@ -33,7 +39,7 @@ class Critic(nn.Module):
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
         x = jnp.concatenate([obs, action], axis=-1)
-        return MLP((*self.hidden, 1))(x)[..., 0]
+        return ReluMLP((*self.hidden, 1), name=TORSO)(x)[..., 0]
 
 
 class DeterministicActor(nn.Module):
@@ -46,7 +52,7 @@ class DeterministicActor(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        squashed = jnp.tanh(MLP((*self.hidden, self.action_size))(obs))
+        squashed = jnp.tanh(ReluMLP((*self.hidden, self.action_size), name=TORSO)(obs))
         lead = (1,) * (squashed.ndim - 1)  # explicit broadcasting over batch axes
         center = jnp.reshape(jnp.asarray(self.center, jnp.float32), lead + (-1,))
         scale = jnp.reshape(jnp.asarray(self.scale, jnp.float32), lead + (-1,))
@@ -67,27 +73,27 @@ class GaussianActor(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        h = MLP(self.hidden, activate_final=True)(obs)
+        h = ReluMLP(self.hidden, activate_final=True, name=TORSO)(obs)
         mean = nn.Dense(self.action_size)(h)
         raw = jnp.tanh(nn.Dense(self.action_size)(h))
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (raw + 1.0)
         return mean, log_std
 
 
-def ensemble_init(module: nn.Module, key: jax.Array, num: int, *inputs: jax.Array):
-    """Parameters of `num` copies of `module`, each initialised with its own key.
+def ensemble_init(module: nn.Module, key: jax.Array, members: int, *inputs: jax.Array):
+    """Parameters of `members` copies of `module`, each initialised with its own key.
 
-    The leaves get a leading axis of size `num` (TD3 and SAC's twin critics, Fujimoto et
-    al. 2018: independent initialisations), and `ensemble_apply` runs all copies as one
-    batched computation rather than `num` separate networks.
+    The leaves get a leading axis of size `members` (TD3 and SAC's twin critics, Fujimoto
+    et al. 2018: independent initialisations), and `ensemble_apply` runs all copies as one
+    batched computation rather than `members` separate networks.
     """
     return jax.vmap(module.init, in_axes=(0,) + (None,) * len(inputs))(
-        jax.random.split(key, num), *inputs
+        jax.random.split(key, members), *inputs
     )
 
 
 def ensemble_apply(module: nn.Module, params, *inputs: jax.Array) -> jax.Array:
-    """Every member of an ensemble on the same inputs: outputs with a leading `num` axis."""
+    """Every member of an ensemble on the same inputs: outputs with a leading `members` axis."""
     return jax.vmap(module.apply, in_axes=(0,) + (None,) * len(inputs))(params, *inputs)
 
 

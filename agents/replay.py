@@ -14,13 +14,11 @@ batched state; `benchmarks/rl_throughput.py` measures both.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from agents import envs
 from stabilizers import SharedCount, shared_count
 
 KINDS = ("ring", "flashbax")
@@ -35,73 +33,6 @@ class Transition(NamedTuple):
     r_t: jax.Array
     terminated_t: jax.Array
     obs_t: jax.Array
-
-
-def repeat(update: Callable[[Any, jax.Array], Any], carry: Any, key: jax.Array, n: int) -> Any:
-    """Applies `carry = update(carry, k)` `n` times with fresh keys split from `key`
-    (a `lax.scan`; a single call when `n == 1`), e.g. n gradient steps per vectorised env
-    step."""
-    if n == 1:
-        return update(carry, key)
-
-    def body(carry, k):
-        return update(carry, k), None
-
-    return jax.lax.scan(body, carry, jax.random.split(key, n))[0]
-
-
-class AgentState(NamedTuple):
-    """Everything an off-policy agent's run carries from one step to the next.
-
-    Attributes:
-      learner: the agent's networks, optimiser states and latest losses (its `Learner`).
-      replay: the replay buffer.
-      env_state, obs: the environments and their current observations.
-      episodes: training-episode returns.
-      key: the run's random key.
-      count: steps done so far (every seed shares it).
-    """
-
-    learner: Any
-    replay: Replay
-    env_state: Any
-    obs: jax.Array
-    episodes: envs.Episodes
-    key: jax.Array
-    count: SharedCount
-
-
-def record(
-    state: AgentState, action: jax.Array, out: Any, key: jax.Array, **add_kwargs: Any
-) -> AgentState:
-    """The bookkeeping of one vectorised env step, the same in every agent.
-
-    Stores `(obs, action, reward, terminated, next_obs)` (`next_obs` is the final
-    observation where an episode ended, so truncation still bootstraps), moves to the
-    next observation, updates the episode statistics, keeps the new `key` and advances
-    the shared step `count`. `out` is `envs.step`'s result; `add_kwargs` go to `add`.
-    """
-    items = Transition(state.obs, action, out.reward, out.terminated, out.next_obs)
-    return state._replace(
-        replay=add(state.replay, items, **add_kwargs),
-        env_state=out.env_state,
-        obs=out.obs,
-        episodes=envs.episodes_update(state.episodes, out.reward, out.terminated | out.truncated),
-        key=key,
-        count=SharedCount(state.count.value + 1),
-    )
-
-
-def learn_if(due: jax.Array, learn: Callable[[Any, Replay], Any], state: AgentState) -> AgentState:
-    """`state.learner = learn(state.learner, state.replay)` where `due`, else unchanged.
-
-    `due` must be computed from counters every seed shares (a `SharedCount`): under the
-    harness's vmap the `lax.cond` then stays a real branch and steps without an update do
-    no gradient work. Only the learner goes through the branch; the buffer is read, not
-    copied.
-    """
-    learner = jax.lax.cond(due, learn, lambda lr, buf: lr, state.learner, state.replay)
-    return state._replace(learner=learner)
 
 
 class Replay(NamedTuple):

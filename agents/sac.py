@@ -27,7 +27,6 @@ References:
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, NamedTuple
 
@@ -38,51 +37,21 @@ import optax
 from flax import struct
 
 import stabilizers
-from agents import checks, envs, replay
-from agents.networks import Critic, GaussianActor, ensemble_apply, ensemble_init
-from stabilizers import shared_count
+from agents import actor_critic, offpolicy, replay
+from agents.networks import GaussianActor, ensemble_apply
 
 
 @struct.dataclass
-class Config:
-    """SAC with automatic entropy tuning (defaults: the paper's; 1000 random steps)."""
+class Config(actor_critic.Config):
+    """SAC with automatic entropy tuning: the actor-critic fields (defaults: the paper's;
+    1000 random steps) and SAC's own."""
 
-    env: str = struct.field(pytree_node=False, default="Pendulum-v1")
-    """gymnax environment id (continuous, bounded actions)."""
-    num_envs: int = struct.field(pytree_node=False, default=1)
-    """Environments stepped in parallel; one `step` is `num_envs` env steps and as many
-    gradient steps."""
-    total_steps: int = struct.field(pytree_node=False, default=20_000)
-    """Env steps of a run (the default of `--total-steps`)."""
-    buffer_size: int = struct.field(pytree_node=False, default=200_000)
-    """Replay capacity in transitions."""
-    batch_size: int = struct.field(pytree_node=False, default=256)
-    """Transitions per gradient step."""
-    hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(256, 256))
-    """Hidden layer widths of the actor and of each critic."""
-    num_critics: int = struct.field(pytree_node=False, default=2)
-    """Critics in the ensemble; targets and actor use their minimum."""
-    learning_starts: int = struct.field(pytree_node=False, default=1_000)
-    """Env steps of uniformly random actions before the first gradient step."""
-    eval_episodes: int = struct.field(pytree_node=False, default=10)
-    """Deterministic episodes (the mean action) per evaluation."""
-    actor_learning_rate: float = 3e-4
-    """Adam step size of the actor."""
-    critic_learning_rate: float = 3e-4
-    """Adam step size of the critics."""
     alpha_learning_rate: float = 3e-4
     """Adam step size of log(alpha)."""
-    gamma: float = 0.99
-    """Discount factor."""
-    tau: float = 0.005
-    """Soft target update rate (the targets' EMA decay is 1 - tau)."""
     initial_alpha: float = 1.0
     """Temperature at the start."""
     target_entropy_per_dim: float = -1.0
     """Target entropy per action dimension (the paper's heuristic: -1, i.e. -dim(A))."""
-
-
-Item = replay.Transition
 
 
 class Learner(NamedTuple):
@@ -111,7 +80,7 @@ class Learner(NamedTuple):
     q: jax.Array
 
 
-State = replay.AgentState  # learner: this module's `Learner`
+State = offpolicy.AgentState  # learner: this module's `Learner`
 
 
 # --------------------------------------------------------------------------- policy math
@@ -150,110 +119,14 @@ def soft_q_target(
     return r_t + discount_t * (jnp.min(q_t) - alpha * log_pi_t)
 
 
-# --------------------------------------------------------------------------- setup
-
-
-class _Setup(NamedTuple):
-    env: Any
-    env_params: Any
-    obs_size: int
-    action_size: int
-    low: np.ndarray
-    high: np.ndarray
-    center: np.ndarray
-    scale: np.ndarray  # low, high, center, scale: shape [1, action_size]
-    max_steps: int
-    actor: GaussianActor
-    critic: Critic
-
-
-def check(config: Config) -> None:
-    """Raises a ValueError for a config SAC cannot run."""
-    _setup(checks.static(config))
-
-
-@functools.lru_cache(maxsize=64)
-def _setup(c: Config) -> _Setup:
-    env, env_params = envs.make(c.env)
-    low, high = envs.action_bounds(env, env_params, c.env, "sac")
-    obs_size = envs.observation_size(env, env_params, c.env)
-    positive = ("num_envs", "buffer_size", "batch_size", "num_critics", "eval_episodes")
-    checks.check_common(c, positive, ("learning_starts",))
-    if c.learning_starts % c.num_envs:
-        raise ValueError(
-            f"learning_starts ({c.learning_starts}) must be a multiple of num_envs ({c.num_envs})"
-        )
-    return _Setup(
-        env=env,
-        env_params=env_params,
-        obs_size=obs_size,
-        action_size=int(low.shape[0]),
-        low=low[None],
-        high=high[None],
-        center=((high + low) / 2)[None],
-        scale=((high - low) / 2)[None],
-        max_steps=envs.max_episode_steps(env_params, c.env),
-        actor=GaussianActor(hidden=c.hidden, action_size=int(low.shape[0])),
-        critic=Critic(hidden=c.hidden),
-    )
-
-
-def _target_tx(config: Config) -> optax.GradientTransformation:
-    return stabilizers.ema(1.0 - jnp.asarray(config.tau, jnp.float32))
-
-
-def _sample(s: _Setup, actor_params, obs: jax.Array, key: jax.Array):
+def _sample(s: actor_critic.Setup, actor_params, obs: jax.Array, key: jax.Array):
     """Actions in [-1, 1]^d and their log densities for a batch of observations."""
     mean, log_std = s.actor.apply(actor_params, obs)
     noise = jax.random.normal(key, mean.shape)
     return jax.vmap(squashed_gaussian)(mean, log_std, noise)
 
 
-# --------------------------------------------------------------------------- init / step
-
-
-def init(key: jax.Array, config: Config) -> State:
-    """A fresh run: actor, critic ensemble and its target, temperature, empty buffer."""
-    s = _setup(checks.static(config))
-    actor_key, critic_key, reset_key, key = jax.random.split(key, 4)
-    obs0, act0 = jnp.zeros((s.obs_size,)), jnp.zeros((s.action_size,))
-    actor_params = s.actor.init(actor_key, obs0)
-    critic_params = ensemble_init(s.critic, critic_key, config.num_critics, obs0, act0)
-    log_alpha = jnp.log(jnp.asarray(config.initial_alpha, jnp.float32))
-    obs, env_state = envs.reset(s.env, s.env_params, reset_key, config.num_envs)
-    zero = jnp.zeros(())
-    learner = Learner(
-        actor_params=actor_params,
-        critic_params=critic_params,
-        target_critic_params=critic_params,
-        log_alpha=log_alpha,
-        actor_opt_state=optax.adam(config.actor_learning_rate).init(actor_params),
-        critic_opt_state=optax.adam(config.critic_learning_rate).init(critic_params),
-        alpha_opt_state=optax.adam(config.alpha_learning_rate).init(log_alpha),
-        target_state=_target_tx(config).init(critic_params),
-        critic_loss=zero,
-        actor_loss=zero,
-        entropy=zero,
-        q=zero,
-    )
-    return State(
-        learner=learner,
-        replay=replay.init(Item(obs0, act0, zero, jnp.zeros((), bool), obs0), config.buffer_size),
-        env_state=env_state,
-        obs=obs,
-        episodes=envs.episodes_init(config.num_envs),
-        key=key,
-        count=shared_count(),
-    )
-
-
-def _critic_loss(critic_params, batch: Item, y: jax.Array, s: _Setup):
-    q_tm1 = ensemble_apply(s.critic, critic_params, batch.obs_tm1, batch.a_tm1)  # [C, B]
-    loss = jnp.sum(0.5 * jnp.mean(jnp.square(q_tm1 - y[None, :]), axis=1))
-    return loss, jnp.mean(q_tm1)
-
-
-def _actor_loss(actor_params, critic_params, alpha, obs, key, s: _Setup):
+def _actor_loss(actor_params, critic_params, alpha, obs, key, s: actor_critic.Setup):
     a, log_pi = _sample(s, actor_params, obs, key)
     q = ensemble_apply(s.critic, critic_params, obs, s.center + s.scale * a)  # [C, B]
     return jnp.mean(alpha * log_pi - jnp.min(q, axis=0)), log_pi
@@ -263,9 +136,69 @@ def _alpha_loss(log_alpha, log_pi, target_entropy):
     return -jnp.exp(log_alpha) * jnp.mean(jax.lax.stop_gradient(log_pi) + target_entropy)
 
 
+# --------------------------------------------------------------------------- setup
+
+
+def _actor(c: Config, center: np.ndarray, scale: np.ndarray) -> GaussianActor:
+    return GaussianActor(hidden=c.hidden, action_size=int(center.shape[0]))
+
+
+def _setup(config: Config) -> actor_critic.Setup:
+    return actor_critic.setup(offpolicy.static(config), _actor)
+
+
+def check(config: Config) -> None:
+    """Raises a ValueError for a config SAC cannot run."""
+    _setup(config)
+
+
+def _target_tx(config: Config) -> optax.GradientTransformation:
+    return stabilizers.ema(1.0 - jnp.asarray(config.tau, jnp.float32))
+
+
+# --------------------------------------------------------------------------- init / step
+
+
+def init(key: jax.Array, config: Config) -> State:
+    """A fresh run: actor, critic ensemble and its target, temperature, empty buffer."""
+
+    def learner_init(actor_params, critic_params) -> Learner:
+        log_alpha = jnp.log(jnp.asarray(config.initial_alpha, jnp.float32))
+        zero = jnp.zeros(())
+        return Learner(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            target_critic_params=critic_params,
+            log_alpha=log_alpha,
+            actor_opt_state=optax.adam(config.actor_learning_rate).init(actor_params),
+            critic_opt_state=actor_critic.critic_optimizer(config).init(critic_params),
+            alpha_opt_state=optax.adam(config.alpha_learning_rate).init(log_alpha),
+            target_state=_target_tx(config).init(critic_params),
+            critic_loss=zero,
+            actor_loss=zero,
+            entropy=zero,
+            q=zero,
+        )
+
+    return actor_critic.init(key, config, _setup(config), learner_init)
+
+
+def _explore(
+    actor_params, obs: jax.Array, key: jax.Array, config: Config, s: actor_critic.Setup
+) -> jax.Array:
+    """A draw of the squashed Gaussian policy, rescaled to the action box."""
+    squashed, _ = _sample(s, actor_params, obs, key)
+    return s.center + s.scale * squashed
+
+
 def _gradient_step(
-    learner: Learner, buffer: replay.Replay, key: jax.Array, config: Config, s: _Setup
+    learner: Learner,
+    buffer: replay.Replay,
+    key: jax.Array,
+    config: Config,
+    s: actor_critic.Setup,
 ) -> Learner:
+    """Critics, then actor, then temperature, then targets, on one minibatch."""
     sample_key, next_key, actor_key = jax.random.split(key, 3)
     batch = replay.sample(buffer, sample_key, config.batch_size)
     alpha = jnp.exp(learner.log_alpha)
@@ -279,104 +212,78 @@ def _gradient_step(
     y = jax.vmap(soft_q_target, in_axes=(0, 0, 1, 0, None))(
         batch.r_t, discount_t, q_t, log_pi_t, alpha
     )
-    (critic_loss, q), grads = jax.value_and_grad(_critic_loss, has_aux=True)(
-        learner.critic_params, batch, jax.lax.stop_gradient(y), s
-    )
-    updates, critic_opt_state = optax.adam(config.critic_learning_rate).update(
-        grads, learner.critic_opt_state
-    )
-    critic_params = optax.apply_updates(learner.critic_params, updates)
+    critics = actor_critic.critic_step(learner, batch, y, config, s, weight=0.5)
 
     # Actor, by the reparameterisation trick, against the updated critics.
-    (actor_loss, log_pi), grads = jax.value_and_grad(_actor_loss, has_aux=True)(
-        learner.actor_params, critic_params, alpha, batch.obs_tm1, actor_key, s
+    (actor_loss, log_pi), actor_grads = jax.value_and_grad(_actor_loss, has_aux=True)(
+        learner.actor_params, critics.params, alpha, batch.obs_tm1, actor_key, s
     )
     updates, actor_opt_state = optax.adam(config.actor_learning_rate).update(
-        grads, learner.actor_opt_state
+        actor_grads, learner.actor_opt_state
     )
     actor_params = optax.apply_updates(learner.actor_params, updates)
 
     # Temperature toward the target entropy.
     target_entropy = config.target_entropy_per_dim * s.action_size
-    grad = jax.grad(_alpha_loss)(learner.log_alpha, log_pi, target_entropy)
-    update, alpha_opt_state = optax.adam(config.alpha_learning_rate).update(
-        grad, learner.alpha_opt_state
+    alpha_grad = jax.grad(_alpha_loss)(learner.log_alpha, log_pi, target_entropy)
+    alpha_update, alpha_opt_state = optax.adam(config.alpha_learning_rate).update(
+        alpha_grad, learner.alpha_opt_state
     )
-    log_alpha = learner.log_alpha + update
+    log_alpha = learner.log_alpha + alpha_update
 
     target_critic_params, target_state = stabilizers.update_target(
-        _target_tx(config), critic_params, learner.target_critic_params, learner.target_state
+        _target_tx(config), critics.params, learner.target_critic_params, learner.target_state
     )
     return Learner(
         actor_params=actor_params,
-        critic_params=critic_params,
+        critic_params=critics.params,
         target_critic_params=target_critic_params,
         log_alpha=log_alpha,
         actor_opt_state=actor_opt_state,
-        critic_opt_state=critic_opt_state,
+        critic_opt_state=critics.opt_state,
         alpha_opt_state=alpha_opt_state,
         target_state=target_state,
-        critic_loss=critic_loss,
+        critic_loss=critics.loss,
         actor_loss=actor_loss,
         entropy=-jnp.mean(log_pi),
-        q=q,
+        q=critics.q,
     )
-
-
-def _learn(
-    learner: Learner, buffer: replay.Replay, key: jax.Array, config: Config, s: _Setup
-) -> Learner:
-    """One gradient step per env step of this `step` (`num_envs` of them)."""
-    grad_step = lambda lr, k: _gradient_step(lr, buffer, k, config, s)  # noqa: E731
-    return replay.repeat(grad_step, learner, key, config.num_envs)
 
 
 def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
     """One vectorised env step (num_envs env steps) and one gradient step per env step."""
-    s = _setup(checks.static(config))
-    key, random_key, policy_key, env_key, learn_key = jax.random.split(state.key, 5)
-    env_steps = state.count.value * config.num_envs  # before this step
-
-    shape = (config.num_envs, s.action_size)
-    random_action = jax.random.uniform(random_key, shape, minval=s.low, maxval=s.high)
-    squashed, _ = _sample(s, state.learner.actor_params, state.obs, policy_key)
-    action = jnp.where(
-        env_steps < config.learning_starts, random_action, s.center + s.scale * squashed
+    state = actor_critic.step(state, config, _setup(config), _explore, _gradient_step)
+    learner = state.learner
+    return state, actor_critic.metrics(
+        state,
+        learner.target_critic_params,
+        alpha=jnp.exp(learner.log_alpha),
+        entropy=learner.entropy,
     )
 
-    out = envs.step(s.env, s.env_params, env_key, state.env_state, action)
-    state = replay.record(state, action, out, key)
-    # `count` is shared by every seed: a real branch under the harness's vmap.
-    due = env_steps + config.num_envs > config.learning_starts
-    state = replay.learn_if(due, lambda lr, buf: _learn(lr, buf, learn_key, config, s), state)
-    learner = state.learner
-    return state, {
-        "critic_loss": learner.critic_loss,
-        "actor_loss": learner.actor_loss,
-        "alpha": jnp.exp(learner.log_alpha),
-        "entropy": learner.entropy,
-        "q": learner.q,
-        "lag": stabilizers.lag(learner.critic_params, learner.target_critic_params),
-        **envs.episodes_metrics(state.episodes),
-    }
+
+def _mean_action(actor_params, obs: jax.Array, s: actor_critic.Setup) -> jax.Array:
+    mean, _ = s.actor.apply(actor_params, obs)
+    return s.center + s.scale * jnp.tanh(mean)
 
 
 def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Array]:
     """Mean return of `eval_episodes` episodes of the mean action (`return`)."""
-    s = _setup(checks.static(config))
-
-    def policy(obs):
-        mean, _ = s.actor.apply(state.learner.actor_params, obs)
-        return s.center + s.scale * jnp.tanh(mean)
-
-    return envs.evaluate(s.env, s.env_params, policy, key, config.eval_episodes, s.max_steps)
+    return actor_critic.evaluate(state, config, key, _setup(config), _mean_action)
 
 
-def units(config: Config) -> tuple[str, int]:
-    return "env_steps", config.num_envs
+units = actor_critic.units
 
 
 PRESETS = {
+    "pendulum": Config(
+        hidden=(64, 64),
+        batch_size=128,
+        gamma=0.98,
+        actor_learning_rate=1e-3,
+        critic_learning_rate=1e-3,
+        alpha_learning_rate=1e-3,
+    ),
     "smoke": Config(
         total_steps=300,
         buffer_size=512,
@@ -386,4 +293,10 @@ PRESETS = {
         eval_episodes=2,
     ),
 }
-"""Named configs. "smoke": a run of a few seconds on a CPU, to check an install."""
+"""Named configs.
+
+- "pendulum": Pendulum-v1 at 20k env steps: the rl-baselines3-zoo settings for this
+  budget (`hyperparams/sac.yml`: gamma 0.98, Adam 1e-3) on 64-64 networks and batches of
+  128, smaller than the authors' so that a study of many seeds fits a CPU.
+- "smoke": a run of a few seconds on a CPU, to check an install.
+"""

@@ -5,8 +5,10 @@
     python -m benchmarks.rl_studies sac           # Pendulum-v1: SAC
     python -m benchmarks.rl_studies report        # tables and figures from the runs so far
 
-Each study is a list of variants; each variant is one `benchmarks.train` run (all its
-seeds, and a vmapped sweep where there is one, in one program) written to
+Each study is a list of variants: an algorithm's config (a preset such as
+`td3.PRESETS["pendulum"]`, with the field the study varies replaced) and a sweep. Each
+variant is one `benchmarks.train` run (all its seeds, and a vmapped sweep where there is
+one, in one program), given the flags that set its config, written to
 `runs/rl/<study>/<variant>/`. A finished variant is skipped, an interrupted one resumes
 from its checkpoint, so a study can be run in pieces (`--only VARIANT`). After the runs
 the study writes `docs/results/rl_<study>.json` (per-seed final returns, IQM with a 95%
@@ -23,39 +25,78 @@ measures the difference).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
+from typing import Any, NamedTuple
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Pendulum-v1 at 20k env steps: the RL-Zoo settings for this budget (gamma 0.98, Adam 1e-3;
-# rl-baselines3-zoo hyperparams/td3.yml, sac.yml) on 64-64 networks and batches of 128, so
-# that 8 seeds x 20k gradient steps per variant fit a 2-core CPU.
-PENDULUM = [
-    "--hidden", "64", "64", "--batch-size", "128", "--gamma", "0.98",
-    "--actor-learning-rate", "1e-3", "--critic-learning-rate", "1e-3",
-]  # fmt: skip
 
-# variant name -> benchmarks.train arguments (after --out, --seeds)
-STUDIES: dict[str, dict[str, list[str]]] = {
-    "dqn_targets": {
-        "hard copy (every 500 env steps)": ["--algo", "dqn", "--target", "periodic"],
-        "no target": ["--algo", "dqn", "--target", "none"],
-        "ema": ["--algo", "dqn", "--target", "ema", "--sweep", "tau=0.005,0.05"],
-    },
-    "td3_delay": {
-        "td3 d=1": ["--algo", "td3", "--policy-delay", "1", *PENDULUM],
-        "td3 d=2": ["--algo", "td3", "--policy-delay", "2", *PENDULUM],
-        "td3 d=4": ["--algo", "td3", "--policy-delay", "4", *PENDULUM],
-        "ddpg": ["--algo", "ddpg", *PENDULUM],
-    },
-    "sac": {
-        "sac": ["--algo", "sac", *PENDULUM, "--alpha-learning-rate", "1e-3"],
-    },
-}
+class Variant(NamedTuple):
+    """One `benchmarks.train` run of a study: `--algo algo`, the flags that set `config`,
+    and `--sweep` for each of `sweep` ("field=v1,v2,...")."""
+
+    algo: str
+    config: Any
+    sweep: tuple[str, ...] = ()
+
+
+def studies() -> dict[str, dict[str, Variant]]:
+    """Every study's variants, by name. Imports the agents (and so JAX): call it once the
+    CPU layout is set."""
+    from agents import dqn, sac, td3
+
+    pendulum = td3.PRESETS["pendulum"]
+    return {
+        "dqn_targets": {
+            "hard copy (every 500 env steps)": Variant("dqn", dqn.Config(target="periodic")),
+            "no target": Variant("dqn", dqn.Config(target="none")),
+            "ema": Variant("dqn", dqn.Config(target="ema"), ("tau=0.005,0.05",)),
+        },
+        "td3_delay": {
+            "td3 d=1": Variant("td3", dataclasses.replace(pendulum, policy_delay=1)),
+            "td3 d=2": Variant("td3", dataclasses.replace(pendulum, policy_delay=2)),
+            "td3 d=4": Variant("td3", dataclasses.replace(pendulum, policy_delay=4)),
+            "ddpg": Variant("ddpg", dataclasses.replace(pendulum, **changes(td3.PRESETS["ddpg"]))),
+        },
+        "sac": {"sac": Variant("sac", sac.PRESETS["pendulum"])},
+    }
+
+
+def changes(config: Any) -> dict[str, Any]:
+    """The fields of `config` that differ from its class's defaults."""
+    default = type(config)()
+    return {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if getattr(config, f.name) != getattr(default, f.name)
+    }
+
+
+def config_flags(config: Any) -> list[str]:
+    """The command-line flags that set `config` from its class's defaults."""
+    flags = []
+    for name, value in changes(config).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + name.replace("_", "-"))
+        elif isinstance(value, tuple):
+            flags += [flag, *map(str, value)]
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+def train_args(variant: Variant) -> list[str]:
+    """The `benchmarks.train` arguments of `variant` (before --seeds, --out)."""
+    sweeps = [arg for sweep in variant.sweep for arg in ("--sweep", sweep)]
+    return ["--algo", variant.algo, *config_flags(variant.config), *sweeps]
+
+
 COMMANDS = {"dqn-targets": "dqn_targets", "td3-delay": "td3_delay", "sac": "sac"}
 TITLES = {
     "dqn_targets": "DQN on CartPole-v1: target networks",
@@ -83,14 +124,14 @@ def _finished(out: str) -> bool:
 def run_study(study: str, seeds: int, only: str | None, extra: list[str]) -> None:
     from benchmarks import train
 
-    for variant, args in STUDIES[study].items():
+    for variant, spec in studies()[study].items():
         if only is not None and _slug(only) != _slug(variant):
             continue
         out = run_dir(study, variant)
         if _finished(out):
             print(f"[rl_studies] {study}/{variant}: done, skipped ({out})", file=sys.stderr)
             continue
-        argv = [*args, "--seeds", str(seeds), "--out", out, "--no-progress", *extra]
+        argv = [*train_args(spec), "--seeds", str(seeds), "--out", out, "--no-progress", *extra]
         print(f"[rl_studies] python -m benchmarks.train {' '.join(argv)}", file=sys.stderr)
         status = train.main(argv)
         if status:
@@ -102,14 +143,14 @@ def _load(study: str):
     from benchmarks import harness
 
     rows = []
-    for variant in STUDIES[study]:
+    for variant in studies()[study]:
         out = run_dir(study, variant)
         if not os.path.exists(os.path.join(out, "results.json")):
             continue
         with open(os.path.join(out, "results.json")) as f:
             res = json.load(f)
         x, y = harness.curve(harness.read_log(out), "return", "env_steps", kind="eval")
-        points = len(res["final_return"])
+        points = len(res["final"]["return"])
         y = y.reshape(len(x), points, -1)
         labels = [
             ", ".join(f"{k}={v}" for k, v in pt.items() if k != "seed")
@@ -133,7 +174,7 @@ def report(study: str) -> str:
         "|---|---|---|---|---|---|",
     ]
     for name, res, p, _, _ in rows:
-        final = np.asarray(res["final_return"][p], dtype=np.float64)
+        final = np.asarray(res["final"]["return"][p], dtype=np.float64)
         lo, hi = stats.bootstrap_ci(final, stats.iqm)
         table[name] = {
             "final_return": final.tolist(),
@@ -198,8 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     if "jax" not in sys.modules:  # the CPU layout is read once, when JAX starts
         os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(args.cpu_devices))
         os.environ.setdefault("PJRT_NPROC", str(args.cpu_threads))
-    studies = list(COMMANDS.values()) if args.study == "report" else [COMMANDS[args.study]]
-    for study in studies:
+    names = list(COMMANDS.values()) if args.study == "report" else [COMMANDS[args.study]]
+    for study in names:
         if args.study != "report":
             run_study(study, args.seeds, args.only, extra)
         print(f"\n### {TITLES[study]}\n\n{report(study)}")

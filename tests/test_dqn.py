@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from rl_testing import first_seed, register, run_steps, stepper
 
-from agents import checks, dqn
+from agents import dqn, offpolicy
 from benchmarks import harness
 
 GAMMA = 0.5
@@ -34,7 +34,7 @@ def tiny(**kw):
 
 
 def q_values(state, config, obs):
-    s = dqn._setup(checks.static(config))
+    s = dqn._setup(offpolicy.static(config))
     return np.asarray(s.network.apply(state.learner.params, jnp.asarray(obs, jnp.float32)))
 
 
@@ -132,7 +132,7 @@ def test_dqn_beats_a_random_policy_on_cartpole_and_seeds_differ():
     res = harness.run(
         dqn, config, iterations=2_500, seeds=2, segment_length=2_500, progress=False, plot=False
     )
-    final = np.asarray(res.results["final_return"][0])
+    final = np.asarray(res.results["final"]["return"][0])
     # 20k env steps; a uniformly random policy averages about 22 on CartPole-v1
     assert np.all(final > 100), final
     params = res.states.learner.params

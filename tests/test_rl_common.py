@@ -69,9 +69,22 @@ def test_train_cli_writes_final_return_and_throughput(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads((out / "results.json").read_text())
     assert r["algo"] == "ddpg" and r["seeds"] == [3, 4] and r["devices"] == 2
-    assert np.shape(r["final_return"]) == (2, 2)  # [sweep point][seed]
-    assert r["final_return"] == r["final"]["return"]
-    assert all(-2000 < v < 0 for point in r["final_return"] for v in point)
+    assert np.shape(r["final"]["return"]) == (2, 2)  # [sweep point][seed]
+    assert all(-2000 < v < 0 for point in r["final"]["return"] for v in point)
     assert r["env_steps"] == 300 and r["env_steps_per_second"] > 0
     assert r["compile_seconds"] > 0 and r["run_seconds"] > 0
     assert r["config"]["hidden"] == [16] and r["config"]["num_critics"] == 1
+
+
+def test_rl_studies_flags_rebuild_each_variants_config():
+    import tyro
+
+    from benchmarks import rl_studies
+
+    variants = [v for study in rl_studies.studies().values() for v in study.values()]
+    for variant in variants:
+        cls = type(variant.config)
+        flags = rl_studies.config_flags(variant.config)
+        assert tyro.cli(cls, args=flags, default=cls()) == variant.config, variant
+    args = rl_studies.train_args(rl_studies.studies()["dqn_targets"]["ema"])
+    assert args == ["--algo", "dqn", "--target", "ema", "--sweep", "tau=0.005,0.05"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from rl_testing import first_seed, register
 
-from agents import checks, sac
+from agents import sac
 from agents.networks import ensemble_apply
 from benchmarks import harness
 
@@ -70,7 +70,7 @@ def test_truncation_probe_bootstraps():
         sac, config, iterations=800, seeds=2, segment_length=800, progress=False, plot=False
     )
     state = first_seed(res.states)
-    s = sac._setup(checks.static(config))
+    s = sac._setup(config)
     q = ensemble_apply(
         s.critic, state.learner.critic_params, jnp.ones((3, 1)), jnp.array([[-0.5], [0.0], [0.5]])
     )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from rl_testing import register, run_steps, stepper
 
-from agents import checks, ddpg, td3
+from agents import ddpg, td3
 from agents.networks import ensemble_apply
 from benchmarks import harness
 
@@ -59,7 +59,7 @@ def test_delayed_actor_and_targets_then_two_step_probe_values():
     assert moved["targets"] == [4, 7]
 
     state, _ = run_steps(step, state, 1_800)
-    s = td3._setup(checks.static(config))
+    s = td3._setup(config)
     obs = jnp.eye(2)
     action = s.actor.apply(state.learner.actor_params, obs)
     np.testing.assert_allclose(action[1], [0.5], atol=0.1)
@@ -69,11 +69,14 @@ def test_delayed_actor_and_targets_then_two_step_probe_values():
 
 
 def test_ddpg_is_td3_with_one_critic_no_delay_no_smoothing():
-    c = ddpg.Config()
-    assert (c.num_critics, c.policy_delay, c.policy_noise) == (1, 1, 0.0)
-    assert isinstance(c, td3.Config)
+    p = td3.PRESETS["ddpg"]
+    assert (p.num_critics, p.policy_delay, p.policy_noise, p.noise_clip) == (1, 1, 0.0, 0.0)
     t = td3.Config()
     assert (t.num_critics, t.policy_delay, t.policy_noise, t.noise_clip) == (2, 2, 0.2, 0.5)
+    assert p == t.replace(num_critics=1, policy_delay=1, policy_noise=0.0, noise_clip=0.0)
+    c = ddpg.Config()  # the module form: the same values, as defaults
+    assert isinstance(c, td3.Config)
+    assert all(getattr(c, f) == getattr(p, f) for f in td3.Config.__dataclass_fields__)
 
 
 def test_td3_improves_pendulum_and_seeds_differ(tmp_path):
@@ -97,7 +100,7 @@ def test_td3_improves_pendulum_and_seeds_differ(tmp_path):
         plot=False,
     )
     initial = np.asarray(harness.read_log(tmp_path)[0]["eval"]["return"])
-    final = np.asarray(res.results["final_return"][0])
+    final = np.asarray(res.results["final"]["return"][0])
     # 4000 env steps (20 episodes): the deterministic policy starts near -1500 (random
     # actions average about -1200) and swings up from some starts
     assert np.mean(final) > np.mean(initial) + 500, (initial, final)
