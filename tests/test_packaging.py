@@ -23,11 +23,11 @@ DISTRIBUTION = {
 # which extras a package may rely on, besides the core dependencies
 EXTRAS = {
     "stabilizers": [],
-    "agents": ["rl"],
+    "agents": ["rl", "brax"],
     "generative": ["generative"],
     "representation": ["representation"],
     "datasources": ["generative", "representation"],
-    "benchmarks": ["rl", "generative", "representation", "bench"],
+    "benchmarks": ["rl", "brax", "generative", "representation", "bench"],
 }
 FIRST_PARTY = set(EXTRAS)
 
@@ -85,6 +85,6 @@ def test_every_import_of_a_package_is_in_its_extras(package):
 
 def test_all_is_every_extra_and_make_installs_all_and_dev():
     extras = _project()["optional-dependencies"]
-    assert extras["all"] == ["stabilizers[rl,generative,representation,bench]"]
+    assert extras["all"] == ["stabilizers[rl,brax,generative,representation,bench]"]
     with open(os.path.join(ROOT, "Makefile")) as f:
         assert '".[all,dev]"' in f.read()
