@@ -1,6 +1,7 @@
 """BYOL and MoCo: schedules, stop-gradients, augmentations, the queue, data, probes, learning."""
 
 import dataclasses
+import os
 import tarfile
 
 import chex
@@ -325,7 +326,31 @@ def test_moco_v3_tiny_run_loss_falls():
     assert loss[-10:].mean() < loss[:10].mean() - 0.1, loss
 
 
-# --------------------------------------------------------------------------- configs
+# --------------------------------------------------------------------------- presets, study
+
+
+def test_presets_and_the_study_runs_are_configs_of_their_modules():
+    from benchmarks import ssl_study
+
+    for module in (byol, moco):
+        assert isinstance(module.PRESETS["smoke"], module.Config)
+        assert module.PRESETS["smoke"].data.num_train == 128
+    assert moco.PRESETS["v2"].version == "v2" and moco.PRESETS["v3"] == moco.Config()
+    args = ssl_study.parse_args(["compare", "--batch-size", "64", "--runs", "r"])
+    assert args.total_steps == 64 * 1500
+    runs = ssl_study.compare_runs(args)
+    budget = dict(total_steps=64 * 1500, batch_size=64)
+    assert [r.name for r in runs] == ["byol", "moco_v2", "moco_v3"]
+    assert runs[0].config == byol.Config(**budget)
+    assert runs[1].config == moco.Config(version="v2", **budget)
+    assert runs[2].config == moco.Config(version="v3", **budget)
+    assert runs[1].out_dir == os.path.join("r", "ssl_compare", "moco_v2")
+    runs = ssl_study.ablation_runs(ssl_study.parse_args(["ablation", "--total-steps", "640"]))
+    assert [r.config.use_predictor for r in runs] == [True, False]
+    assert all(r.config.total_steps == 640 and r.config.batch_size == 256 for r in runs)
+    assert runs[1].sweep == {"base_momentum": list(ssl_study.MOMENTA)}
+    with pytest.raises(SystemExit, match="--only"):
+        ssl_study.main(["ablation", "--only", "nope"])
 
 
 def test_configs_share_the_base_fields_and_keep_flat_flags():
