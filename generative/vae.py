@@ -191,7 +191,7 @@ def _dataset_cached(key: tuple) -> vae_data.TextData | vae_data.ImageData:
     if data == "text":
         return vae_data.load_text(f"{path}.train.txt", f"{path}.valid.txt", f"{path}.test.txt")
     if data == "images":
-        return vae_data.load_images(path)
+        return vae_data.load_image_file(path)
     raise ValueError(f"data must be synthetic, mnist, text or images; got {data!r}")
 
 

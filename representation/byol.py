@@ -20,9 +20,7 @@ Departures from the paper, for small images on a CPU: a 4-block conv encoder ins
 a ResNet-50, a 256-wide hidden layer and 64-d outputs instead of 4096 and 256, AdamW
 (warmup + cosine) instead of LARS, the augmentations scaled to small images
 (`representation.augment`), and a target initialised as a copy of the online network
-(the official code draws it separately and reports no difference). The heads keep
-BYOL's batch norm in their hidden layer: without batch statistics (layer norm or no
-norm), BYOL collapsed on these small digit images even with the predictor.
+(the official code draws it separately and reports no difference).
 
 Usage, through the one harness:
 
@@ -41,44 +39,16 @@ from flax import struct
 import stabilizers
 from representation import common, networks
 from representation import data as data_lib
-from representation.augment import Augment
-from representation.data import DataSpec
 
 
 @struct.dataclass
-class Config:
+class Config(common.SSLConfig):
     """BYOL on small images."""
 
-    data: DataSpec = struct.field(pytree_node=False, default=DataSpec())
-    """The data set (default: cluttered MNIST, generated locally)."""
-    batch_size: int = struct.field(pytree_node=False, default=256)
-    """Images per step (each seen in two views)."""
-    total_steps: int = struct.field(pytree_node=False, default=256 * 1500)
-    """Training length in samples; K = total_steps // batch_size iterations."""
-    channels: tuple[int, ...] = struct.field(pytree_node=False, default=(16, 32, 64))
-    """Output channels of the encoder's conv blocks; the last is the feature size."""
-    strides: tuple[int, ...] = struct.field(pytree_node=False, default=(2, 2, 2))
-    """Strides of the encoder's conv blocks."""
-    hidden_dim: int = struct.field(pytree_node=False, default=256)
-    """Hidden width of the projector and the predictor (BYOL: 4096)."""
-    projection_dim: int = struct.field(pytree_node=False, default=64)
-    """Output width of the projector and the predictor (BYOL: 256)."""
     use_predictor: bool = struct.field(pytree_node=False, default=True)
     """Put the predictor q on the online branch (False: compare projections directly)."""
-    warmup_fraction: float = struct.field(pytree_node=False, default=0.05)
-    """Fraction of training spent warming the learning rate up from 0."""
-    probe_train: int = struct.field(pytree_node=False, default=4000)
-    """Training images the probes fit on (the first ones of the training split)."""
-    calibration: int = struct.field(pytree_node=False, default=1000)
-    """Training images whose batch statistics the evaluation's batch norms use."""
-    learning_rate: float = 1e-2
-    """Peak AdamW learning rate."""
-    weight_decay: float = 1e-4
-    """AdamW weight decay (not on biases and batch-norm parameters)."""
     base_momentum: float = 0.996
     """tau_base: the target's EMA decay at step 0, rising to 1 along a cosine (BYOL)."""
-    augment: Augment = Augment()
-    """Augmentation strengths."""
 
 
 class State(NamedTuple):
@@ -99,29 +69,18 @@ class State(NamedTuple):
     key: jax.Array
 
 
-def iterations(config: Config) -> int:
-    """K, the number of training steps."""
-    return max(1, config.total_steps // config.batch_size)
-
-
 def networks_of(config: Config) -> dict[str, Any]:
     """The modules: `encoder`, `projector`, `predictor`."""
     return {
         "encoder": networks.Encoder(channels=config.channels, strides=config.strides),
-        "projector": networks.MLP(config.hidden_dim, config.projection_dim),
-        "predictor": networks.MLP(config.hidden_dim, config.projection_dim),
+        "projector": networks.ProjectionHead(config.hidden_dim, config.projection_dim),
+        "predictor": networks.ProjectionHead(config.hidden_dim, config.projection_dim),
     }
-
-
-def _optimizer(config: Config) -> optax.GradientTransformation:
-    return common.optimizer(
-        config.learning_rate, config.weight_decay, iterations(config), config.warmup_fraction
-    )
 
 
 def momentum_schedule(config: Config):
     """tau_k: BYOL's cosine schedule from `base_momentum` to 1 over the K steps."""
-    return stabilizers.schedules.cosine_momentum(config.base_momentum, iterations(config))
+    return stabilizers.schedules.cosine_momentum(config.base_momentum, common.iterations(config))
 
 
 def _target_tx(config: Config) -> optax.GradientTransformation:
@@ -143,7 +102,7 @@ def init(key: jax.Array, config: Config) -> State:
     return State(
         online=online,
         target=target,
-        opt_state=_optimizer(config).init(online),
+        opt_state=common.optimizer(config).init(online),
         target_state=_target_tx(config).init(target),
         key=key,
     )
@@ -194,11 +153,11 @@ def loss_fn(online, target, view1, view2, config: Config):
 
 def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
     key, views_key = jax.random.split(state.key)
-    view1, view2 = common.two_views(views_key, config.data, config.batch_size, config.augment)
+    view1, view2 = common.two_views(views_key, config)
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.online, state.target, view1, view2, config
     )
-    updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.online)
+    updates, opt_state = common.optimizer(config).update(grads, state.opt_state, state.online)
     online = optax.apply_updates(state.online, updates)
     momentum = momentum_schedule(config)(state.target_state.count.value)
     target, target_state = stabilizers.update_target(
@@ -219,28 +178,12 @@ def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
     }
 
 
-def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Array]:
-    """Linear-probe and k-NN test accuracy of the online encoder's features."""
-    del key  # the probes are deterministic
-    encoder = networks_of(config)["encoder"]
-    return common.evaluate_encoder(
-        encoder, state.online["encoder"], config.data, config.probe_train, config.calibration
-    )
+evaluate = common.evaluate
+"""Linear-probe and k-NN test accuracy of the online encoder's features."""
 
-
-def units(config: Config) -> tuple[str, int]:
-    return "samples", config.batch_size
-
+units = common.units
 
 PRESETS = {
-    "smoke": Config(
-        data=DataSpec(num_train=128, num_test=64),
-        batch_size=32,
-        total_steps=32 * 8,
-        hidden_dim=32,
-        projection_dim=16,
-        probe_train=64,
-        calibration=32,
-    ),
+    "smoke": Config(**common.SMOKE_SIZES),
 }
 """Named configs. "smoke": a run of a few seconds on a CPU, to check an install."""

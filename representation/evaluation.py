@@ -9,7 +9,7 @@ every seed and sweep point in one vmapped call.
   (`optax.lbfgs`) for a fixed number of iterations from zero weights. A convex problem
   with a deterministic solver: the accuracy measures the features, not the probe's
   optimiser. (MoCo's and BYOL's protocols train the probe by SGD with augmentation for
-  80-100 epochs; on features of small images L-BFGS reaches the optimum faster.)
+  80-100 epochs.)
 - k-NN: the weighted vote of InstDisc (Wu et al. 2018), as in the MoCo CIFAR demo and
   DINO's `eval_knn.py`: cosine similarity between l2-normalised features, the top `k`
   training neighbours each vote for their label with weight `exp(sim / temperature)`.

@@ -48,53 +48,25 @@ from flax import struct
 import stabilizers
 from representation import common, networks
 from representation import data as data_lib
-from representation.augment import Augment
-from representation.data import DataSpec
 
 VERSIONS = ("v2", "v3")
 
 
 @struct.dataclass
-class Config:
+class Config(common.SSLConfig):
     """MoCo v2 / v3 on small images."""
 
     version: str = struct.field(pytree_node=False, default="v3")
     """"v2" (queue of negatives, constant momentum) or "v3" (batch negatives, cosine)."""
-    data: DataSpec = struct.field(pytree_node=False, default=DataSpec())
-    """The data set (default: cluttered MNIST, generated locally)."""
-    batch_size: int = struct.field(pytree_node=False, default=256)
-    """Images per step (each seen in two views)."""
-    total_steps: int = struct.field(pytree_node=False, default=256 * 1500)
-    """Training length in samples; K = total_steps // batch_size iterations."""
-    channels: tuple[int, ...] = struct.field(pytree_node=False, default=(16, 32, 64))
-    """Output channels of the encoder's conv blocks; the last is the feature size."""
-    strides: tuple[int, ...] = struct.field(pytree_node=False, default=(2, 2, 2))
-    """Strides of the encoder's conv blocks."""
-    hidden_dim: int = struct.field(pytree_node=False, default=256)
-    """Hidden width of the heads (v2: 2048, v3: 4096)."""
-    projection_dim: int = struct.field(pytree_node=False, default=64)
-    """Output width of the heads (v2: 128, v3: 256)."""
     queue_size: int = struct.field(pytree_node=False, default=4096)
     """v2: number of negative keys in the queue (a multiple of batch_size)."""
     bn_groups: int = struct.field(pytree_node=False, default=4)
     """v2: sub-batches that batch norm normalises separately (shuffled BN on one device)."""
-    warmup_fraction: float = struct.field(pytree_node=False, default=0.05)
-    """Fraction of training spent warming the learning rate up from 0."""
-    probe_train: int = struct.field(pytree_node=False, default=4000)
-    """Training images the probes fit on (the first ones of the training split)."""
-    calibration: int = struct.field(pytree_node=False, default=1000)
-    """Training images whose batch statistics the evaluation's batch norms use."""
-    learning_rate: float = 1e-2
-    """Peak AdamW learning rate."""
-    weight_decay: float = 1e-4
-    """AdamW weight decay (not on biases and batch-norm parameters)."""
     momentum: float = 0.99
     """Key-encoder EMA decay: v2's constant m (paper: 0.999); v3's base of the cosine
     schedule to 1 (paper: 0.99)."""
     temperature: float = 0.2
     """InfoNCE temperature T (v2: 0.2; v3's official default 1.0, its ViT recipe 0.2)."""
-    augment: Augment = Augment()
-    """Augmentation strengths."""
 
 
 class State(NamedTuple):
@@ -120,11 +92,6 @@ class State(NamedTuple):
     key: jax.Array
 
 
-def iterations(config: Config) -> int:
-    """K, the number of training steps."""
-    return max(1, config.total_steps // config.batch_size)
-
-
 def _check(config: Config) -> None:
     if config.version not in VERSIONS:
         raise ValueError(f"version must be one of {VERSIONS}; got {config.version!r}")
@@ -147,26 +114,24 @@ def networks_of(config: Config) -> dict[str, Any]:
         groups = config.bn_groups
         return {
             "encoder": networks.Encoder(config.channels, config.strides, bn_groups=groups),
-            "projector": networks.MLP(config.hidden_dim, config.projection_dim, batch_norm=False),
+            "projector": networks.ProjectionHead(
+                config.hidden_dim, config.projection_dim, batch_norm=False
+            ),
         }
     return {
         "encoder": networks.Encoder(config.channels, config.strides),
-        "projector": networks.MLP(config.hidden_dim, config.projection_dim, last_bn=True),
-        "predictor": networks.MLP(config.hidden_dim, config.projection_dim),
+        "projector": networks.ProjectionHead(
+            config.hidden_dim, config.projection_dim, last_bn=True
+        ),
+        "predictor": networks.ProjectionHead(config.hidden_dim, config.projection_dim),
     }
-
-
-def _optimizer(config: Config) -> optax.GradientTransformation:
-    return common.optimizer(
-        config.learning_rate, config.weight_decay, iterations(config), config.warmup_fraction
-    )
 
 
 def momentum_schedule(config: Config):
     """The key encoder's decay: constant (v2) or cosine from `momentum` to 1 (v3)."""
     if config.version == "v2":
         return lambda count: jnp.asarray(config.momentum, jnp.float32)
-    return stabilizers.schedules.cosine_momentum(config.momentum, iterations(config))
+    return stabilizers.schedules.cosine_momentum(config.momentum, common.iterations(config))
 
 
 def _target_tx(config: Config) -> optax.GradientTransformation:
@@ -199,7 +164,7 @@ def init(key: jax.Array, config: Config) -> State:
     return State(
         online=online,
         target=target,
-        opt_state=_optimizer(config).init(online),
+        opt_state=common.optimizer(config).init(online),
         target_state=_target_tx(config).init(target),
         queue=queue,
         queue_ptr=stabilizers.shared_count(),
@@ -303,18 +268,18 @@ def loss_fn(online, target, queue, view1, view2, permutation, config: Config):
 
 def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
     key, views_key, shuffle_key = jax.random.split(state.key, 3)
-    view1, view2 = common.two_views(views_key, config.data, config.batch_size, config.augment)
+    view1, view2 = common.two_views(views_key, config)
     permutation = jax.random.permutation(shuffle_key, config.batch_size)
     # v3 updates the momentum encoder before computing its keys (moco-v3 builder.forward);
     # v2 inside its no_grad block before the keys too: same order here.
     tx = _target_tx(config)
-    momentum = momentum_schedule(config)(state.target_state.count.value)
+    decay = momentum_schedule(config)(state.target_state.count.value)
     sub = {"encoder": state.online["encoder"], "projector": state.online["projector"]}
     target, target_state = stabilizers.update_target(tx, sub, state.target, state.target_state)
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.online, target, state.queue, view1, view2, permutation, config
     )
-    updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.online)
+    updates, opt_state = common.optimizer(config).update(grads, state.opt_state, state.online)
     online = optax.apply_updates(state.online, updates)
     queue, ptr = state.queue, state.queue_ptr
     if config.version == "v2":
@@ -325,34 +290,21 @@ def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
         "loss": loss,
         "instance_accuracy": aux["acc"],
         "lag": stabilizers.lag(sub, target),
-        "momentum": momentum,
+        "momentum": decay,
         "embedding_std": common.normalized_std(aux["features"]),
         "projection_std": common.normalized_std(aux["projection"]),
     }
 
 
-def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Array]:
-    """Linear-probe and k-NN test accuracy of the query encoder's features."""
-    del key  # the probes are deterministic
-    encoder = networks.Encoder(config.channels, config.strides)
-    return common.evaluate_encoder(
-        encoder, state.online["encoder"], config.data, config.probe_train, config.calibration
-    )
+evaluate = common.evaluate
+"""Linear-probe and k-NN test accuracy of the query encoder's features."""
 
-
-def units(config: Config) -> tuple[str, int]:
-    return "samples", config.batch_size
-
+units = common.units
 
 PRESETS = {
-    "smoke": Config(
-        data=DataSpec(num_train=128, num_test=64),
-        batch_size=32,
-        total_steps=32 * 8,
-        hidden_dim=32,
-        projection_dim=16,
-        probe_train=64,
-        calibration=32,
-    ),
+    "smoke": Config(**common.SMOKE_SIZES),
+    "v2": Config(version="v2"),
+    "v3": Config(version="v3"),
 }
-"""Named configs. "smoke": a run of a few seconds on a CPU, to check an install."""
+"""Named configs. "smoke": a run of a few seconds on a CPU, to check an install; "v2" and
+"v3": the two versions at this module's sizes."""

@@ -1,14 +1,12 @@
-"""Networks of the self-supervised learners: a small conv encoder and MLP heads.
+"""Networks of the self-supervised learners: a small conv encoder and projection heads.
 
 Written for the harness, which `vmap`s a whole training step over seeds and swept
 hyperparameters. Two consequences:
 
 - `Conv3x3` is a 3 x 3 convolution written as nine strided slices concatenated along the
   channels and one matrix product. Under `vmap` over per-seed weights that is one batched
-  matrix product, where `lax.conv_general_dilated` turns into a grouped convolution that
-  XLA's CPU backend runs about 8 times slower than the same convolutions one seed at a
-  time (12 seeds of this encoder, batch 128, 32 x 32 images: 7.4 s against 1.3 s per
-  forward and backward pass, 2 CPU cores).
+  matrix product, where `lax.conv_general_dilated` turns into a grouped convolution,
+  which XLA's CPU backend runs much slower than the same convolutions one seed at a time.
 - `BatchNorm` normalises with the statistics of the batch it is given, inside each
   vmapped seed, so every seed has its own batch statistics. There are no running
   averages in the training state: evaluation calibrates the statistics once on a fixed
@@ -139,8 +137,8 @@ class Encoder(nn.Module):
         return jnp.mean(h, axis=(1, 2))
 
 
-class MLP(nn.Module):
-    """Linear -> [BN] -> ReLU -> ... -> Linear: BYOL's projector and predictor.
+class ProjectionHead(nn.Module):
+    """Linear -> [BN] -> ReLU -> ... -> Linear: the projector and predictor heads.
 
     BYOL (Grill et al. 2020) uses one hidden layer with batch norm and a last layer
     without bias or norm; MoCo v2 (Chen et al. 2020) drops the batch norm; MoCo v3
@@ -175,16 +173,3 @@ class MLP(nn.Module):
         if self.last_bn:
             h = BatchNorm(groups=self.bn_groups, use_affine=False)(h, mode)
         return h
-
-
-def calibrated_apply(module: nn.Module, params, calibration: jax.Array, inputs: jax.Array):
-    """`module` applied to `inputs` with batch norm statistics taken from `calibration`.
-
-    Args:
-      module: a module whose `__call__(x, mode)` uses `BatchNorm`.
-      params: its parameters.
-      calibration: a batch of inputs whose statistics every `BatchNorm` stores.
-      inputs: the batch to map.
-    """
-    _, stats = module.apply({"params": params}, calibration, "calibrate", mutable=["batch_stats"])
-    return module.apply({"params": params, **stats}, inputs, "eval")

@@ -1,17 +1,13 @@
 """Consistency Training (CT / iCT): parameterisation, schedules, loss, sampler, data, metrics."""
 
-import gzip
-import io
 import math
-import os
-import pickle
-import tarfile
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from data_testing import write_cifar10, write_idx
 
 import stabilizers
 from benchmarks import harness
@@ -267,40 +263,20 @@ def test_toys_have_the_expected_shape_and_scale():
         gdata.sample_toy(jax.random.key(0), "spiral", 4)
 
 
-def _write_idx(path, array):
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape
-    )
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
-def test_mnist_and_cifar_loaders_read_their_formats(tmp_path):
+def test_image_sets_read_mnist_and_cifar10_through_datasources(tmp_path):
     rng = np.random.default_rng(0)
     digits = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
-    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", digits)
-    got = gdata.load_mnist(str(tmp_path), download=False)
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", digits)
+    got = gdata.load_images("mnist", str(tmp_path))
     np.testing.assert_array_equal(got, digits[..., None])
+    assert not got.flags.writeable
 
-    images = rng.integers(0, 256, (2, 6, 32, 32, 3), dtype=np.uint8)  # two batches of 6
-    with tarfile.open(tmp_path / "cifar-10-python.tar.gz", "w:gz") as tar:
-        for b in range(2):
-            blob = pickle.dumps(
-                {b"data": images[b].transpose(0, 3, 1, 2).reshape(6, -1), b"labels": [0] * 6}
-            )
-            info = tarfile.TarInfo(f"cifar-10-batches-py/data_batch_{b + 1}")
-            info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob))
-    got = gdata.load_cifar10(str(tmp_path), download=False)
-    np.testing.assert_array_equal(got, images.reshape(12, 32, 32, 3))
-
-    empty = tmp_path / "empty"
-    os.makedirs(empty)
-    with pytest.raises(FileNotFoundError):
-        gdata.load_mnist(str(empty), download=False)
-    (empty / "bad.gz").write_bytes(gzip.compress(b"\x01\x02\x03\x04"))
-    with pytest.raises(ValueError, match="not an IDX"):
-        gdata.read_idx(str(empty / "bad.gz"))
+    images = rng.integers(0, 256, (6, 2, 32, 32, 3), dtype=np.uint8)
+    write_cifar10(tmp_path / "cifar-10-python.tar.gz", images, np.zeros((6, 2), int))
+    got = gdata.load_images("cifar10", str(tmp_path))  # the training images only
+    np.testing.assert_array_equal(got, images[:5].reshape(10, 32, 32, 3))
+    assert gdata.load_images("mnist5k").shape == (5000, 28, 28, 1)
+    assert gdata.load_labels("mnist5k").tolist()[::500] == list(range(10))
 
 
 def test_energy_and_frechet_distances_known_answers():

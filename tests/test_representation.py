@@ -1,7 +1,7 @@
 """BYOL and MoCo: schedules, stop-gradients, augmentations, the queue, data, probes, learning."""
 
+import dataclasses
 import os
-import pickle
 import tarfile
 
 import chex
@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from data_testing import write_cifar10
 
 import stabilizers
 from benchmarks import harness
@@ -26,7 +27,7 @@ def tiny(module, **kw):
 
 
 def views(config, seed=0):
-    return common.two_views(jax.random.key(seed), config.data, config.batch_size, config.augment)
+    return common.two_views(jax.random.key(seed), config)
 
 
 # --------------------------------------------------------------------------- schedules
@@ -236,41 +237,23 @@ def test_cluttered_mnist_is_deterministic_and_keeps_train_and_test_digits_apart(
     other = data.cluttered_mnist(256, 128, seed=1, fragments=2)
     assert not np.array_equal(a.train.images, other.train.images)
     assert set(np.unique(a.train.labels)) == set(range(10))
-    digits, labels = data.mnist_digits()
-    assert digits.shape == (5000, 28, 28) and np.bincount(labels).tolist() == [500] * 10
     # no test image is a training image (different digits): far apart in pixels
     tr = a.train.images.reshape(256, -1).astype(np.float32)
     te = a.test.images.reshape(128, -1).astype(np.float32)
     assert np.min(((tr[:, None] - te[None]) ** 2).sum(-1)) > 0
 
 
-def _write_cifar(root, per_batch=3):
-    folder = os.path.join(root, "cifar-10-batches-py")
-    os.makedirs(folder)
-    rng = np.random.default_rng(0)
-    files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for name in files:
-        images = rng.integers(0, 256, (per_batch, 3, 32, 32), dtype=np.uint8)
-        batch = {b"data": images.reshape(per_batch, 3072), b"labels": list(range(per_batch))}
-        with open(os.path.join(folder, name), "wb") as f:
-            pickle.dump(batch, f)
-    return rng
-
-
-def test_cifar10_loader_reads_the_python_pickles(tmp_path):
-    _write_cifar(tmp_path)
-    with open(tmp_path / "cifar-10-batches-py" / "data_batch_2", "rb") as f:
-        raw = pickle.load(f, encoding="bytes")[b"data"]
-    ds = data.load_cifar10(str(tmp_path))
-    assert ds.train.images.shape == (15, 32, 32, 3) and ds.test.images.shape == (3, 32, 32, 3)
-    # image 0 of batch 2, row 5, column 7: red at 5*32+7, green 1024 later, blue 2048 later
-    chex.assert_trees_all_equal(
-        ds.train.images[3, 5, 7], raw[0, [5 * 32 + 7, 1024 + 5 * 32 + 7, 2048 + 5 * 32 + 7]]
-    )
-    assert ds.train.labels.tolist() == [0, 1, 2] * 5
+def test_cifar10_data_set_is_read_from_its_archive_and_served_by_gather(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (6, 3, 32, 32, 3), dtype=np.uint8)
+    write_cifar10(tmp_path / "cifar-10-python.tar.gz", images, np.tile(np.arange(3), (6, 1)))
     spec = data.DataSpec(name="cifar10", root=str(tmp_path))
+    ds = data.load(spec)
+    assert ds.train.images.shape == (15, 32, 32, 3) and ds.test.images.shape == (3, 32, 32, 3)
+    assert ds.train.labels.tolist() == [0, 1, 2] * 5
     got = data.gather(spec, "test", jnp.array([2, 0]))
-    chex.assert_trees_all_equal(np.asarray(got), ds.test.images[[2, 0]])
+    chex.assert_trees_all_equal(np.asarray(got), images[5][[2, 0]])
+    with pytest.raises(FileNotFoundError, match="download"):
+        data.load(data.DataSpec(name="cifar10", root=str(tmp_path / "missing")))
 
 
 def test_stl10_loader_reads_column_major_binaries_and_resizes(tmp_path):
@@ -292,19 +275,21 @@ def test_stl10_loader_reads_column_major_binaries_and_resizes(tmp_path):
     assert small.test.images.shape == (2, 32, 32, 3)
 
 
-def test_download_fetches_and_extracts_an_archive(tmp_path):
-    source = tmp_path / "source"
-    source.mkdir()
-    _write_cifar(source, per_batch=1)
-    archive = tmp_path / "cifar-10-python.tar.gz"
+def test_stl10_is_fetched_and_extracted_when_missing(tmp_path, monkeypatch):
+    source = tmp_path / "source" / "stl10_binary"
+    source.mkdir(parents=True)
+    for split in ("train", "test"):
+        np.zeros((2, 3, 96, 96), np.uint8).tofile(source / f"{split}_X.bin")
+        np.ones(2, np.uint8).tofile(source / f"{split}_y.bin")
+    archive = tmp_path / "stl10_binary.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
-        tar.add(source / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+        tar.add(source, arcname="stl10_binary")
+    monkeypatch.setattr(data, "STL10_URLS", (archive.as_uri(),))
     root = tmp_path / "data"
-    folder = data.download("cifar10", str(root), url=archive.as_uri())
-    assert os.path.isdir(folder)
-    assert data.load_cifar10(str(root)).train.images.shape == (5, 32, 32, 3)
-    with pytest.raises(FileNotFoundError, match="download"):
-        data.load(data.DataSpec(name="cifar10", root=str(tmp_path / "missing")))
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        data.load_stl10(str(root))
+    ds = data.load_stl10(str(root), download=True)
+    assert ds.train.images.shape == (2, 96, 96, 3) and ds.test.labels.tolist() == [0, 0]
 
 
 # --------------------------------------------------------------------------- learning
@@ -339,3 +324,40 @@ def test_moco_v3_tiny_run_loss_falls():
     _, metrics = run(state)
     loss = np.asarray(metrics["loss"])
     assert loss[-10:].mean() < loss[:10].mean() - 0.1, loss
+
+
+# --------------------------------------------------------------------------- presets, study
+
+
+def test_presets_and_the_study_runs_are_configs_of_their_modules():
+    from benchmarks import ssl_study
+
+    for module in (byol, moco):
+        assert isinstance(module.PRESETS["smoke"], module.Config)
+        assert module.PRESETS["smoke"].data.num_train == 128
+    assert moco.PRESETS["v2"].version == "v2" and moco.PRESETS["v3"] == moco.Config()
+    args = ssl_study.parse_args(["compare", "--batch-size", "64", "--runs", "r"])
+    assert args.total_steps == 64 * 1500
+    runs = ssl_study.compare_runs(args)
+    budget = dict(total_steps=64 * 1500, batch_size=64)
+    assert [r.name for r in runs] == ["byol", "moco_v2", "moco_v3"]
+    assert runs[0].config == byol.Config(**budget)
+    assert runs[1].config == moco.Config(version="v2", **budget)
+    assert runs[2].config == moco.Config(version="v3", **budget)
+    assert runs[1].out_dir == os.path.join("r", "ssl_compare", "moco_v2")
+    runs = ssl_study.ablation_runs(ssl_study.parse_args(["ablation", "--total-steps", "640"]))
+    assert [r.config.use_predictor for r in runs] == [True, False]
+    assert all(r.config.total_steps == 640 and r.config.batch_size == 256 for r in runs)
+    assert runs[1].sweep == {"base_momentum": list(ssl_study.MOMENTA)}
+    with pytest.raises(SystemExit, match="--only"):
+        ssl_study.main(["ablation", "--only", "nope"])
+
+
+def test_configs_share_the_base_fields_and_keep_flat_flags():
+    shared = {f.name for f in dataclasses.fields(common.SSLConfig)}
+    for module in (byol, moco):
+        names = [f.name for f in dataclasses.fields(module.Config)]
+        assert shared <= set(names) and len(names) == len(set(names))
+    config = tiny(moco, version="v2", queue_size=64, learning_rate=0.5)
+    assert config.learning_rate in jax.tree.leaves(config)  # a float field stays a leaf
+    assert common.iterations(config) == 40 and common.units(config) == ("samples", 32)

@@ -351,7 +351,7 @@ def test_synthetic_data_follow_the_authors_generator():
 
 
 def test_synthetic_splits_are_wrapped_with_specials(tmp_path, monkeypatch):
-    monkeypatch.setenv("STABILIZERS_CACHE", str(tmp_path))
+    monkeypatch.setenv("STABILIZERS_DATA", str(tmp_path))
     data = vae_data.synthetic(40, 8, 8)
     chex.assert_shape(data.train, (40, 12))
     assert data.vocab_size == 1004
@@ -383,20 +383,20 @@ def test_image_loaders_read_npz_and_omniglot_mat(tmp_path):
     rng = np.random.default_rng(0)
     imgs = rng.random((7, 28, 28)).astype(np.float32)
     np.savez(tmp_path / "s.npz", x_train=imgs[:4].reshape(4, 784), x_val=imgs[4:5], x_test=imgs[5:])
-    data = vae_data.load_images(str(tmp_path / "s.npz"))
+    data = vae_data.load_image_file(str(tmp_path / "s.npz"))
     np.testing.assert_array_equal(data.train, imgs[:4])
     assert set(np.unique(data.val)) <= {0.0, 1.0} and data.test.shape == (2, 28, 28)
     # chardata.mat: columns are images flattened in Fortran order
     cols = np.stack([im.reshape(-1, order="F") for im in imgs], axis=1)
     scipy.io.savemat(tmp_path / "chardata.mat", {"data": cols[:, :5], "testdata": cols[:, 5:]})
-    data = vae_data.load_images(str(tmp_path / "chardata.mat"), num_val=2)
+    data = vae_data.load_image_file(str(tmp_path / "chardata.mat"), num_val=2)
     np.testing.assert_allclose(data.train, imgs[:3], rtol=1e-6)
     assert data.val.shape == (2, 28, 28) and data.test.shape == (2, 28, 28)
     np.savez(tmp_path / "bad.npz", x_train=imgs * 255, x_val=imgs[:1], x_test=imgs[:1])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        vae_data.load_images(str(tmp_path / "bad.npz"))
+        vae_data.load_image_file(str(tmp_path / "bad.npz"))
     with pytest.raises(ValueError, match="npz or .mat"):
-        vae_data.load_images(str(tmp_path / "x.png"))
+        vae_data.load_image_file(str(tmp_path / "x.png"))
 
 
 def test_mnist_5k_splits_and_binarisation():
