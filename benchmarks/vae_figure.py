@@ -33,6 +33,12 @@ import numpy as np
 from generative import vae
 
 
+def configs(unroll: int = 1) -> dict[str, vae.Config]:
+    """The figure's rows: basic and aggressive training of a VAE with a scalar latent."""
+    base = vae.Config(latent=1, iw_samples=0, unroll=unroll)
+    return {"basic": base, "aggressive": dataclasses.replace(base, aggressive=True)}
+
+
 def snapshots(config, iterations, seed, points, grid):
     """[(iteration, mu [P], model mean [P], kl, mi)] at the given iterations."""
     state = vae.init(jax.random.key(seed), config)
@@ -135,17 +141,14 @@ def main(argv=None) -> int:
         help="unroll of the LSTM scans (1 compiles fastest on CPU; 12 runs faster on a GPU)",
     )
     args = p.parse_args(argv)
-    vae.UNROLL = args.scan_unroll
     iterations = sorted(int(i) for i in args.iterations.split(","))
     grid = np.arange(args.zmin, args.zmax + args.dz / 2, args.dz, dtype=np.float32)[:, None]
-    base = vae.Config(latent=1, iw_samples=0)
     rows, labels, timing = [], [], {}
-    for aggressive in (False, True):
-        cfg = dataclasses.replace(base, aggressive=aggressive)
+    for label, cfg in configs(args.scan_unroll).items():
         t = time.perf_counter()
         rows.append(snapshots(cfg, iterations, args.seed, args.points, grid))
-        labels.append("aggressive" if aggressive else "basic")
-        timing[labels[-1]] = time.perf_counter() - t
+        labels.append(label)
+        timing[label] = time.perf_counter() - t
     plot(args.out, rows, labels)
     os.makedirs(os.path.dirname(os.path.abspath(args.data_out)), exist_ok=True)
     with open(args.data_out, "w") as f:

@@ -15,6 +15,7 @@ import scipy.stats
 import stabilizers
 from benchmarks import harness
 from generative import vae, vae_data
+from generative.vae import image, text
 
 init = jax.jit(vae.init, static_argnums=1)  # eager init dispatches hundreds of small ops
 
@@ -168,7 +169,7 @@ def _np_lstm(xs, h, c, p):
 
 def test_text_encoder_and_decoder_match_a_numpy_reference():
     cfg = dataclasses.replace(TINY, embed=5, hidden=4, latent=2)
-    enc, dec = vae._text_init(jax.random.key(3), cfg, 9)
+    enc, dec = text.init_params(jax.random.key(3), cfg, 9)
     enc, dec = jax.tree.map(lambda a: a * 30.0, (enc, dec))  # away from the linear regime
     e = jax.tree.map(lambda a: np.asarray(a, np.float64), enc)
     d = jax.tree.map(lambda a: np.asarray(a, np.float64), dec)
@@ -179,6 +180,8 @@ def test_text_encoder_and_decoder_match_a_numpy_reference():
     got = vae.encode(enc, jnp.asarray(x), cfg)
     np.testing.assert_allclose(np.asarray(got[0]), mu, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(np.asarray(got[1]), logvar, rtol=1e-4, atol=1e-6)
+    unrolled = vae.encode(enc, jnp.asarray(x), dataclasses.replace(cfg, unroll=3))
+    np.testing.assert_allclose(np.asarray(unrolled[0]), np.asarray(got[0]), rtol=1e-5, atol=1e-7)
     z = np.array([0.7, -1.1])
     c0 = z @ d["trans"]
     inp = np.concatenate([d["embed"][x[: n - 1]], np.tile(z, (n - 1, 1))], axis=1)
@@ -193,8 +196,8 @@ def test_text_encoder_and_decoder_match_a_numpy_reference():
 
 
 def test_pixelcnn_logits_depend_only_on_earlier_pixels():
-    cfg = vae.mnist_config(channels=4, pixel_layers=2, latent=3)
-    _, dec = vae._image_init(jax.random.key(4), cfg)
+    cfg = dataclasses.replace(vae.PRESETS["mnist"], channels=4, pixel_layers=2, latent=3)
+    _, dec = image.init_params(jax.random.key(4), cfg)
     x = (jax.random.uniform(jax.random.key(5), (28, 28)) < 0.3).astype(jnp.float32)
     z = jnp.array([0.1, 0.2, -0.3])
     logits = jax.jit(lambda x: vae.image_logits(dec, x, z, cfg).reshape(-1))
@@ -273,8 +276,14 @@ def test_basic_mode_never_runs_the_inner_loop_and_updates_both():
 
 
 def test_image_setting_trains_and_evaluates():
-    cfg = vae.mnist_config(
-        channels=4, pixel_layers=1, latent=4, eval_examples=10, iw_samples=10, iw_chunk=10
+    cfg = dataclasses.replace(
+        vae.PRESETS["mnist"],
+        channels=4,
+        pixel_layers=1,
+        latent=4,
+        eval_examples=10,
+        iw_samples=10,
+        iw_chunk=10,
     )
     state = init(jax.random.key(0), cfg)
     new, m = jax.jit(vae.step, static_argnums=1)(state, cfg)
@@ -319,7 +328,9 @@ def test_learning_rate_schedule_follows_the_authors(min_epoch):
         zip(losses, authors_schedule(losses, 2, min_epoch), strict=True)
     ):
         params = {"w": jnp.full(2, float(epoch))}
-        sched, e, _, reload = vae._decay(sched, params, params, jnp.float32(loss), epoch, cfg)
+        sched, e, _, reload = vae.update_schedule(
+            sched, params, params, jnp.float32(loss), epoch, cfg
+        )
         assert (float(sched.lr_scale), int(sched.decays), float(sched.best_loss)) == ref
         best_epoch = int(np.argmin(losses[: epoch + 1]))
         assert float(sched.best_enc["w"][0]) == best_epoch

@@ -1,12 +1,52 @@
-"""The VAE study's bookkeeping: config overrides, collapse / escape labels, the tables
-(finished jobs and jobs cut off by a time limit)."""
+"""The VAE study's bookkeeping: its configs, config overrides, collapse / escape labels,
+the tables (finished jobs and jobs cut off by a time limit); the figure's configs."""
 
 import json
+import math
 import os
 
 import pytest
 
-from benchmarks import vae_study
+from benchmarks import vae_figure, vae_study
+from generative import vae
+
+
+def test_variants_change_only_their_fields_of_one_base():
+    synthetic = vae_study.variants("synthetic")
+    assert list(synthetic)[:3] == ["basic", "anneal", "aggressive"]
+    base = synthetic["basic"]
+    assert base.data == "synthetic" and base.iw_samples == 0 and not base.aggressive
+    fields = vae.Config.__dataclass_fields__
+
+    def changed(cfg):
+        return {f: getattr(cfg, f) for f in fields if getattr(cfg, f) != getattr(base, f)}
+
+    assert changed(synthetic["anneal"]) == {"kl_start": 0.1, "warm_up_epochs": 5.0}
+    assert changed(synthetic["aggressive-mi-full"]) == {"aggressive": True, "switch_mi_batch": 0}
+    assert changed(synthetic["aggressive-patience5"]) == {
+        "aggressive": True,
+        "switch_patience": 5,
+        "switch_compare": "best",
+        "switch_initial": -math.inf,
+    }
+    assert changed(synthetic["basic-adam"]) == {"optimizer": "adam", "learning_rate": 1e-3}
+    mnist = vae_study.variants("mnist")
+    assert list(mnist) == ["basic", "anneal", "aggressive"]
+    assert mnist["basic"].data == "mnist" and mnist["basic"].latent == 32
+    assert mnist["basic"].iw_samples == 0 and mnist["anneal"].kl_start == 0.1
+    assert mnist["basic"].optimizer == vae.PRESETS["mnist"].optimizer == "adam"
+    with pytest.raises(SystemExit):
+        vae_study.variants("cifar")
+    with pytest.raises(SystemExit):
+        vae_study.job_config("synthetic", "no-such-variant")
+
+
+def test_the_scan_unroll_is_a_config_field():
+    assert vae_study.job_config("synthetic", "basic", {"unroll": 12}).unroll == 12
+    figure = vae_figure.configs(unroll=4)
+    assert list(figure) == ["basic", "aggressive"]
+    assert [c.aggressive for c in figure.values()] == [False, True]
+    assert all(c.unroll == 4 and c.latent == 1 and c.iw_samples == 0 for c in figure.values())
 
 
 def test_overrides_parse_json_values_and_reject_unknown_fields():
