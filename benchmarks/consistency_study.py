@@ -37,30 +37,41 @@ FIGURES = os.path.join("docs", "figures")
 RESULTS = os.path.join("docs", "results")
 RUNS = os.path.join("runs", "consistency")
 
-# The 2-D network of every 2-D study: small enough for 2 CPU cores.
-SMALL_2D = dict(data="moons", width=64, depth=2, batch_size=128)
-# CT as in the paper (L2 here; LPIPS has no 2-D analogue), constant Adam 1e-3.
-CT_2D = dict(SMALL_2D, distance="l2", learning_rate=1e-3)
-# iCT: mu0 = 0, pseudo-Huber, lognormal levels, 1/(t_{n+1} - t_n), doubling curriculum.
-ICT_2D = dict(SMALL_2D, learning_rate=1e-3)
-# The recipe for the bar: iCT plus a cosine learning-rate schedule, a wider MLP.
-BEST_2D = dict(
-    data="moons",
-    width=128,
-    depth=3,
-    batch_size=256,
-    learning_rate=2e-3,
-    lr_schedule="cosine",
-    warmup=1000,
-    sample_ema=0.999,
-    embedding="fourier",
-    fourier_scale=1.0,
-)
+STUDIES = ("ablation", "compare", "bar", "toys", "digits", "mnist5k")
+DEFAULT_ITERATIONS = {
+    "ablation": 8000,
+    "compare": 8000,
+    "bar": 16_000,
+    "toys": 10_000,
+    "digits": 8000,
+    "mnist5k": 20_000,
+}
 
 
-def _config(kind: str, iterations: int, **kw) -> ct.Config:
-    base = ct.ict_config(**kw) if kind == "ict" else ct.Config(**kw)
-    return dataclasses.replace(base, total_steps=iterations * base.batch_size)
+def configs(study: str, iterations: int) -> dict[str, ct.Config]:
+    """The configs a study trains, by run name; the schedules span `iterations` steps.
+
+    ablation and compare: CT (L2: LPIPS has no 2-D analogue) and iCT with a network small
+    enough for 2 CPU cores; bar and toys: the "moons" preset on each 2-D toy; digits and
+    mnist5k: their presets.
+    """
+    if study in ("ablation", "compare"):
+        runs = {f"{study}_ct": dataclasses.replace(ct.Config(), width=64, depth=2, batch_size=128)}
+        if study == "compare":
+            runs["compare_ict"] = dataclasses.replace(
+                ct.PRESETS["ict"], width=64, depth=2, batch_size=128
+            )
+    elif study in ("bar", "toys"):
+        toys = ("moons",) if study == "bar" else ("gaussians", "checkerboard", "swiss_roll")
+        runs = {f"bar_{data}": dataclasses.replace(ct.PRESETS["moons"], data=data) for data in toys}
+    elif study in ("digits", "mnist5k"):
+        runs = {study: ct.PRESETS[study]}
+    else:
+        raise ValueError(f"study must be one of {STUDIES}; got {study!r}")
+    return {
+        name: dataclasses.replace(config, total_steps=iterations * config.batch_size)
+        for name, config in runs.items()
+    }
 
 
 def _run(name, config, iterations, seeds=1, sweep=None, segments=40, eval_every=4, **kw):
@@ -111,7 +122,7 @@ def _final(res, metric) -> np.ndarray:
 def ablation(iterations: int) -> None:
     """CT with mu0 in {0, 0.9, 0.95, 0.99}, 5 seeds, one vmapped program."""
     mus = [0.0, 0.9, 0.95, 0.99]
-    config = _config("ct", iterations, **CT_2D)
+    config = configs("ablation", iterations)["ablation_ct"]
     res, log = _run("ablation", config, iterations, seeds=5, sweep={"mu0": mus})
     labels = [f"mu0={m}" for m in mus]
     os.makedirs(FIGURES, exist_ok=True)
@@ -164,8 +175,8 @@ def compare(iterations: int) -> None:
     """CT (paper recipe, mu0 0.9) against iCT at the same budget and network, 3 seeds."""
     out = {}
     curves = {}
-    for kind, kw in (("ct", dict(CT_2D, mu0=0.9)), ("ict", ICT_2D)):
-        config = _config(kind, iterations, **kw)
+    for kind in ("ct", "ict"):
+        config = configs("compare", iterations)[f"compare_{kind}"]
         res, log = _run(f"compare_{kind}", config, iterations, seeds=3)
         out[kind] = {
             "ratio_1step": _final(res, "ratio_1step")[0],
@@ -224,9 +235,9 @@ def _scatter(path: str, state, config, title: str) -> None:
 def _robust(states, config, draws: int = 10) -> dict:
     """Energy distances averaged over `draws` independent sample / held-out sets of 2000.
 
-    The floor of one draw varies by about +-30%; the means over 10 draws pin down the
-    ratio. Returns per grid point: mean 1-step, 2-step, 1-step-online distances, the mean
-    floor, and the ratios of the means.
+    One draw's floor is noisy; the means over several draws pin down the ratio. Returns per
+    grid point: mean 1-step, 2-step, 1-step-online distances, the mean floor, and the
+    ratios of the means.
     """
     from generative import data as gdata
     from generative import metrics as gmetrics
@@ -267,9 +278,9 @@ def _robust(states, config, draws: int = 10) -> dict:
     }
 
 
-def bar(iterations: int, data: str = "moons") -> dict:
+def bar(config: ct.Config, iterations: int) -> dict:
     """The best 2-D recipe, one seed: final energy distances beside the floor, timed."""
-    config = _config("ict", iterations, **{**BEST_2D, "data": data})
+    data = config.data
     res, _ = _run(f"bar_{data}", config, iterations, seeds=1, segments=20, eval_every=5)
     row = {
         "data": data,
@@ -298,7 +309,8 @@ def bar(iterations: int, data: str = "moons") -> dict:
 
 
 def toys(iterations: int) -> None:
-    rows = [bar(iterations, data) for data in ("gaussians", "checkerboard", "swiss_roll")]
+    """The best 2-D recipe on the other toys."""
+    rows = [bar(config, iterations) for config in configs("toys", iterations).values()]
     _write("consistency_toys", {"rows": rows})
 
 
@@ -334,32 +346,6 @@ def _grid_png(path: str, images: np.ndarray, title: str) -> None:
     plt.close(fig)
 
 
-IMAGE_CONFIGS = {
-    "digits": dict(
-        data="digits",
-        channels=(32, 64),
-        batch_size=64,
-        learning_rate=1e-3,
-        lr_schedule="cosine",
-        warmup=200,
-        sample_ema=0.999,
-        mid_sigma=0.8,
-        eval_samples=898,
-    ),
-    "mnist5k": dict(
-        data="mnist5k",
-        channels=(32, 64, 64),
-        batch_size=128,
-        learning_rate=1e-3,
-        lr_schedule="cosine",
-        warmup=500,
-        sample_ema=0.999,
-        mid_sigma=0.8,
-        eval_samples=1000,
-    ),
-}
-
-
 def images(
     name: str,
     iterations: int,
@@ -369,7 +355,7 @@ def images(
 ) -> None:
     """Trains on images (resumable); `upto` writes grids and distances of the checkpoint at
     that iteration (a multiple of iterations // 40) of a run still in progress."""
-    config = _config("ict", iterations, **IMAGE_CONFIGS[name])
+    config = configs(name, iterations)[name]
     res, log = _run(
         name + tag,
         config,
@@ -419,17 +405,6 @@ def images(
     )
 
 
-STUDIES = ("ablation", "compare", "bar", "toys", "digits", "mnist5k")
-DEFAULT_ITERATIONS = {
-    "ablation": 8000,
-    "compare": 8000,
-    "bar": 16_000,
-    "toys": 10_000,
-    "digits": 8000,
-    "mnist5k": 20_000,
-}
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.consistency_study",
@@ -462,7 +437,7 @@ def main(argv=None) -> int:
     elif args.study == "compare":
         compare(iterations)
     elif args.study == "bar":
-        bar(iterations)
+        bar(configs("bar", iterations)["bar_moons"], iterations)
     elif args.study == "toys":
         toys(iterations)
     else:

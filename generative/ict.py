@@ -1,10 +1,9 @@
 """Improved Consistency Training (Song & Dhariwal 2023) as its own algorithm entry.
 
-The same `init` / `step` / `evaluate` as `generative.consistency`; only the defaults of
-`Config` differ: mu0 = 0 (the teacher is the online params behind a stop-gradient),
-pseudo-Huber distance, lognormal noise levels, weight 1 / (t_{n+1} - t_n), the doubling
-curriculum from 10 to 1280 steps, Adam beta2 0.995, Fourier scale 0.02. So
-`python -m benchmarks.train --algo ict` runs iCT without repeating those flags.
+The same `init` / `step` / `evaluate` as `generative.consistency`; the defaults of `Config`
+are those of `consistency.PRESETS["ict"]` (a test holds them equal), so
+`python -m benchmarks.train --algo ict` runs iCT without repeating its flags. The registry
+entry "generative.consistency:ict" replaces this module.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ __all__ = ["Config", "State", "evaluate", "init", "sample", "sampling_params", "
 
 @struct.dataclass
 class Config(consistency.Config):
-    """Improved Consistency Training (iCT): `consistency.Config` with iCT's defaults."""
+    """`consistency.Config` with the defaults of `consistency.PRESETS["ict"]`."""
 
     distance: str = struct.field(pytree_node=False, default="pseudo_huber")
     """d: "l2" (mean square), "l1" (mean absolute) or "pseudo_huber" (whole vector)."""

@@ -122,8 +122,8 @@ def train_classifier(
         u, s = tx.update(g, s, p)
         return optax.apply_updates(p, u), s
 
-    # a Python loop of jitted steps: on XLA's CPU backend a convolution inside a
-    # `lax.scan` measured 25x slower than the same step called from Python
+    # a Python loop of jitted steps: XLA's CPU backend runs convolutions slowly inside
+    # `lax.scan`
     opt_state = tx.init(params)
     for k in jax.random.split(batch_key, steps):
         params, opt_state = train_step(params, opt_state, k)
@@ -182,8 +182,8 @@ def real_reference(name: str, num: int) -> tuple[np.ndarray, float]:
     (the Frechet distance between the features of the two halves' first `num` images).
 
     Computed once per (name, num) in a fresh thread, so that a caller inside `jit` embeds
-    the result as a constant instead of tracing the classifier on constant images (XLA
-    then constant-folds the convolutions at compile time, minutes on CPU).
+    the result as a constant instead of tracing the classifier on constant images (which
+    XLA would constant-fold, slowly, at compile time).
     """
 
     def work():

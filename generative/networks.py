@@ -1,4 +1,4 @@
-"""Networks F(x, c_noise) for consistency models: an MLP for 2-D data, a small U-Net.
+"""Networks F(x, c_noise) for consistency models: a residual MLP for 2-D data, a small U-Net.
 
 Both take the scaled input `c_in(t) x` and the noise input `c_noise(t) = 0.25 ln t`
 (the authors' code) and embed the latter:
@@ -53,7 +53,7 @@ class NoiseEmbedding(nn.Module):
         return nn.Dense(self.dim)(emb)
 
 
-class MLP(nn.Module):
+class ResidualMLP(nn.Module):
     """A residual MLP for vectors: `depth` blocks of width `width`, the noise added in each.
 
     Input `x` is `[..., d]`, `c_noise` is `[...]`; the output has the shape of `x`. The last

@@ -1,5 +1,6 @@
 """Consistency Training (CT / iCT): parameterisation, schedules, loss, sampler, data, metrics."""
 
+import dataclasses
 import math
 
 import chex
@@ -94,7 +95,7 @@ def test_ct_schedules_follow_the_paper():
 
 
 def test_ict_curriculum_doubles_in_equal_stages():
-    config = ct.ict_config(batch_size=1, total_steps=400_000)
+    config = dataclasses.replace(ct.PRESETS["ict"], batch_size=1, total_steps=400_000)
     got = [int(ct.num_scales(k, config)) for k in range(0, 400_001, 50_000)]
     assert got == [11, 21, 41, 81, 161, 321, 641, 1281, 1281]
     assert float(ct.target_decay(config)(12345)) == 0.0  # mu = 0: no target EMA
@@ -108,7 +109,7 @@ def test_target_decay_accepts_a_traced_mu0_for_vmapped_sweeps():
 
 
 def test_lognormal_index_distribution_matches_erf_masses():
-    config = ct.ict_config()
+    config = ct.PRESETS["ict"]
     n = 11
     idx = np.asarray(ct.sample_index(jax.random.key(0), n, config, (40_000,)))
     assert idx.min() >= 0 and idx.max() <= n - 2
@@ -153,7 +154,7 @@ def test_loss_is_zero_when_online_and_target_agree_on_a_noise_free_pair():
 
 
 def test_pseudo_huber_is_over_the_whole_vector_and_weights_follow_ict():
-    config = ct.ict_config()
+    config = ct.PRESETS["ict"]
     a = jnp.zeros((4, 4, 3))
     b = jnp.full((4, 4, 3), 0.1)
     c = 0.00054 * math.sqrt(48)
@@ -311,13 +312,36 @@ def test_harness_host_loop_matches_scan():
 
 
 def test_ict_entry_point_has_the_ict_recipe():
-    import dataclasses
-
     from benchmarks import train
     from generative import ict
 
-    assert dataclasses.asdict(ict.Config()) == dataclasses.asdict(ct.ict_config())
+    assert dataclasses.asdict(ict.Config()) == dataclasses.asdict(ct.PRESETS["ict"])
     assert train.load_algorithm("ict") is ict and train.load_algorithm("ct") is ct
+
+
+def test_study_configs_are_presets_whose_schedules_span_the_run():
+    from benchmarks import consistency_study as study
+
+    got = {name: study.configs(name, 100) for name in study.STUDIES}
+    assert list(got["compare"]) == ["compare_ct", "compare_ict"]
+    small_ct = got["ablation"]["ablation_ct"]
+    assert (small_ct.width, small_ct.depth, small_ct.batch_size) == (64, 2, 128)
+    assert (small_ct.distance, small_ct.mu0, small_ct.curriculum) == ("l2", 0.9, "ct")
+    small_ict = got["compare"]["compare_ict"]
+    assert (small_ict.width, small_ict.mu0, small_ict.distance) == (64, 0.0, "pseudo_huber")
+    bar = got["bar"]["bar_moons"]
+    assert (bar.data, bar.mu0, bar.lr_schedule, bar.warmup) == ("moons", 0.0, "cosine", 1000)
+    assert (bar.learning_rate, bar.fourier_scale) == (2e-3, 1.0)
+    assert [c.data for c in got["toys"].values()] == ["gaussians", "checkerboard", "swiss_roll"]
+    digits, mnist = got["digits"]["digits"], got["mnist5k"]["mnist5k"]
+    assert (digits.channels, digits.batch_size, digits.eval_samples) == ((32, 64), 64, 898)
+    assert (mnist.channels, mnist.batch_size, mnist.warmup) == ((32, 64, 64), 128, 500)
+    assert digits.curriculum == mnist.curriculum == "ict"
+    for runs in got.values():
+        for config in runs.values():
+            assert config.total_steps == 100 * config.batch_size
+    with pytest.raises(ValueError, match="study"):
+        study.configs("cifar", 10)
 
 
 def test_image_evaluate_under_jit_embeds_the_real_reference(monkeypatch):
