@@ -129,6 +129,24 @@ def status(final: dict, s: int) -> str:
     return "partial"
 
 
+def _training_timing(out: str, res: dict, iterations: int) -> dict:
+    """The training time of a job, kept in `out/timing.json` by the call that trained it
+    from start to end (a resumed job: that call's time only, marked `resumed`)."""
+    timing_path = os.path.join(out, "timing.json")
+    if res["iterations_this_call"] == iterations:  # trained start to end in this call
+        timing = {k: res[k] for k in ("run_seconds", "compile_seconds", "eval_seconds")}
+        timing["resumed"] = False
+        with open(timing_path, "w") as f:
+            json.dump(timing, f)
+        return timing
+    if os.path.exists(timing_path):  # trained before; only the NLL was left
+        with open(timing_path) as f:
+            return json.load(f)
+    timing = {k: res[k] for k in ("run_seconds", "compile_seconds", "eval_seconds")}
+    timing["resumed"] = True
+    return timing
+
+
 def run_job(data, variant, seeds, out, epochs, iw_samples, segments_per_epoch, progress, overrides):
     cfg = job_config(data, variant, overrides)
     per_epoch = vae.epoch_iterations(cfg)
@@ -151,19 +169,7 @@ def run_job(data, variant, seeds, out, epochs, iw_samples, segments_per_epoch, p
     if result.status != "completed":
         print(f"[vae_study] {out}: {result.status}", file=sys.stderr)
         return
-    res = result.results
-    timing_path = os.path.join(out, "timing.json")
-    if res["iterations_this_call"] == iterations:  # trained start to end in this call
-        timing = {k: res[k] for k in ("run_seconds", "compile_seconds", "eval_seconds")}
-        timing["resumed"] = False
-        with open(timing_path, "w") as f:
-            json.dump(timing, f)
-    elif os.path.exists(timing_path):  # trained before; only the NLL was left
-        with open(timing_path) as f:
-            timing = json.load(f)
-    else:  # resumed mid-training: this call's time only
-        timing = {k: res[k] for k in ("run_seconds", "compile_seconds", "eval_seconds")}
-        timing["resumed"] = True
+    timing = _training_timing(out, result.results, iterations)
     nll_cfg = dataclasses.replace(cfg, iw_samples=iw_samples)
     axes = stabilizers.seed_axes(result.states)
     keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 0xE7A1) for s in seeds])
