@@ -35,15 +35,18 @@ class Config:
     batch_size: int = struct.field(pytree_node=False, default=32)
     """Noisy targets averaged per step."""
     target: str = struct.field(pytree_node=False, default="ema")
-    """Target network: "ema", "periodic" or "none" (online params behind a stop-gradient)."""
-    copy_every: int = struct.field(pytree_node=False, default=10)
-    """Copy period of the "periodic" target."""
+    """Target network: "ema", "periodic", "periodic_ema" or "none" (online params behind a
+    stop-gradient)."""
+    copy_every: int = 10
+    """Period of the "periodic" target (a hard copy) and of the "periodic_ema" one (an EMA
+    step of `decay`: `stabilizers.periodic(copy_every, decay)`). A pytree leaf, so one
+    program sweeps it with the learning rate and the decay."""
     problem_seed: int = struct.field(pytree_node=False, default=0)
     """Seed of A and b (the problem; the run seeds vary init and noise)."""
     learning_rate: float = 0.95
     """SGD learning rate of the online params."""
     decay: float = 0.9
-    """EMA decay of the "ema" target (weight on the old target)."""
+    """EMA decay of the "ema" and "periodic_ema" targets (weight on the old target)."""
     noise: float = 0.1
     """Standard deviation of the noise on each regression target."""
 
@@ -72,9 +75,13 @@ def _target_tx(config: Config) -> optax.GradientTransformation:
         return stabilizers.ema(config.decay)
     if config.target == "periodic":
         return stabilizers.periodic(config.copy_every)
+    if config.target == "periodic_ema":
+        return stabilizers.periodic(config.copy_every, config.decay)
     if config.target == "none":
         return stabilizers.ema(0.0)
-    raise ValueError(f"target must be 'ema', 'periodic' or 'none'; got {config.target!r}")
+    raise ValueError(
+        f"target must be 'ema', 'periodic', 'periodic_ema' or 'none'; got {config.target!r}"
+    )
 
 
 def init(key: jax.Array, config: Config) -> State:

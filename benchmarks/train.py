@@ -24,6 +24,7 @@ from typing import Any
 
 ALGORITHMS = {
     "toy": "benchmarks.toy",
+    "baird": "benchmarks.baird",
     "vae": "generative.vae",
     "ct": "generative.consistency",
     "ict": "generative.ict",

@@ -1,0 +1,1 @@
+"""The cross-field study: one mechanism (a target network) compared across fields on one axis."""
