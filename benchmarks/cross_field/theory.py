@@ -49,9 +49,7 @@ import jax
 import numpy as np
 
 from benchmarks import baird, harness, provenance, toy
-
-MECHANISMS = ("none", "hard", "ema")
-
+from benchmarks.cross_field.common import tracker as _tracker
 
 # --------------------------------------------------------------------------- linear theory
 
@@ -124,14 +122,9 @@ def radius(a, b, lr: float, every: int, decay: float) -> float:
 
 
 def tracker(mechanism: str, age: float) -> tuple[int, float]:
-    """(every, decay) of `stabilizers.periodic` for a mechanism at mean age `age`."""
-    if mechanism == "none" or age == 0:
-        return 1, 0.0
-    if mechanism == "hard":
-        return 2 * round(age) + 1, 0.0
-    if mechanism == "ema":
-        return 1, age / (1 + age)
-    raise ValueError(f"mechanism must be one of {MECHANISMS}; got {mechanism!r}")
+    """(every, decay) for a mechanism at mean age `age`, a hard copy's age rounded to an
+    integer (the fine map runs over continuous ages)."""
+    return _tracker(mechanism, age, exact=False)
 
 
 def stable_from(a, b, lr: float, mechanism: str, ages: Sequence[float] | None = None):
