@@ -10,9 +10,17 @@ command again to resume) into `runs/consistency/<study>/`, then write figures to
     python -m benchmarks.consistency_study toys       # the same recipe on the other toys
     python -m benchmarks.consistency_study digits     # sklearn 8x8 digits
     python -m benchmarks.consistency_study mnist5k    # 5000 MNIST digits (resumable)
+    python -m benchmarks.consistency_study dropout    # iCT, dropout 0 vs 0.3, 3 seeds
 
 `--iterations N` overrides a study's length (the schedules span the new length, so a
 run resumed with another length is refused by the harness).
+
+2-D results give the energy distance twice: the V-statistic (`energy_*`, `ratio_*`) and the
+unbiased U-statistic (`energy_u_*`). A "ratio" is V(samples, held-out) over the floor
+V(held-out, held-out') of the same size n: the floor is V's finite-sample bias, about
+2 E|X - X'| / n, so the ratio counts the distance in units of that bias and, for a fixed
+model with distance D > 0, grows about as 1 + n D / (2 E|X - X'|). The U-statistic
+estimates D itself, without bias at any n (about 0 between two held-out sets).
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import jax
 import numpy as np
 
 import stabilizers
-from benchmarks import harness, plots
+from benchmarks import harness, plots, provenance
 from benchmarks.stats import iqm
 from generative import consistency as ct
 
@@ -37,30 +45,43 @@ FIGURES = os.path.join("docs", "figures")
 RESULTS = os.path.join("docs", "results")
 RUNS = os.path.join("runs", "consistency")
 
-STUDIES = ("ablation", "compare", "bar", "toys", "digits", "mnist5k")
+STUDIES = ("ablation", "compare", "bar", "toys", "digits", "mnist5k", "dropout")
 DEFAULT_ITERATIONS = {
     "ablation": 8000,
     "compare": 8000,
+    "dropout": 8000,
     "bar": 16_000,
     "toys": 10_000,
     "digits": 8000,
     "mnist5k": 20_000,
 }
+DROPOUT_RATES = (0.0, 0.3)
+RATIO_MEANING = (
+    "ratio = V(samples, held-out) / V(held-out, held-out'), both V-statistics of n points "
+    "a set. The floor is V's finite-sample bias, about 2 E|X - X'| / n, so the ratio counts "
+    "the distance in units of that bias and grows with n for a fixed model (about "
+    "1 + n D / (2 E|X - X'|) for a distance D > 0); energy_u_* are the unbiased "
+    "U-statistics, estimates of D itself at any n (about 0 between two held-out sets)."
+)
 
 
 def configs(study: str, iterations: int) -> dict[str, ct.Config]:
     """The configs a study trains, by run name; the schedules span `iterations` steps.
 
     ablation and compare: CT (L2: LPIPS has no 2-D analogue) and iCT with a network small
-    enough for 2 CPU cores; bar and toys: the "moons" preset on each 2-D toy; digits and
-    mnist5k: their presets.
+    enough for 2 CPU cores; dropout: that iCT at each rate of `DROPOUT_RATES`; bar and
+    toys: the "moons" preset on each 2-D toy; digits and mnist5k: their presets.
     """
+    small = dict(width=64, depth=2, batch_size=128)
     if study in ("ablation", "compare"):
-        runs = {f"{study}_ct": dataclasses.replace(ct.Config(), width=64, depth=2, batch_size=128)}
+        runs = {f"{study}_ct": dataclasses.replace(ct.Config(), **small)}
         if study == "compare":
-            runs["compare_ict"] = dataclasses.replace(
-                ct.PRESETS["ict"], width=64, depth=2, batch_size=128
-            )
+            runs["compare_ict"] = dataclasses.replace(ct.PRESETS["ict"], **small)
+    elif study == "dropout":
+        runs = {
+            f"ict_dropout_{rate}": dataclasses.replace(ct.PRESETS["ict"], dropout=rate, **small)
+            for rate in DROPOUT_RATES
+        }
     elif study in ("bar", "toys"):
         toys = ("moons",) if study == "bar" else ("gaussians", "checkerboard", "swiss_roll")
         runs = {f"bar_{data}": dataclasses.replace(ct.PRESETS["moons"], data=data) for data in toys}
@@ -146,6 +167,7 @@ def ablation(iterations: int) -> None:
     table = {}
     ratio = _final(res, "ratio_1step")
     ratio2 = _final(res, "ratio_2step")
+    energy_u1, energy_u2 = _final(res, "energy_u_1step"), _final(res, "energy_u_2step")
     online = _final(res, "energy_1step_online") / _final(res, "energy_floor")
     _, lag = harness.curve(log, "lag", "samples", kind="train")
     lag = lag.reshape(len(lag), len(mus), 5)
@@ -161,6 +183,8 @@ def ablation(iterations: int) -> None:
             "ratio_1step_iqm": iqm(ratio[p]),
             "ratio_1step_seeds": ratio[p],
             "ratio_2step_iqm": iqm(ratio2[p]),
+            "energy_u_1step_iqm": iqm(energy_u1[p]),
+            "energy_u_2step_iqm": iqm(energy_u2[p]),
             "ratio_1step_online_iqm": iqm(online[p]),
             "final_lag_mean": float(np.mean(lag[-1, p])),
             # seed-to-seed spread over the second half of training (stability)
@@ -168,7 +192,16 @@ def ablation(iterations: int) -> None:
                 np.mean(np.std(np.log(r_curve[len(x) // 2 :, p]), axis=0))
             ),
         }
-    _write("consistency_ablation", {"config": config, "seeds": 5, "table": table, **_timing(res)})
+    _write(
+        "consistency_ablation",
+        {
+            "config": config,
+            "seeds": 5,
+            "ratio_meaning": RATIO_MEANING,
+            "table": table,
+            **_timing(res),
+        },
+    )
 
 
 def compare(iterations: int) -> None:
@@ -181,6 +214,8 @@ def compare(iterations: int) -> None:
         out[kind] = {
             "ratio_1step": _final(res, "ratio_1step")[0],
             "ratio_2step": _final(res, "ratio_2step")[0],
+            "energy_u_1step": _final(res, "energy_u_1step")[0],
+            "energy_u_2step": _final(res, "energy_u_2step")[0],
             "ratio_1step_online": (
                 _final(res, "energy_1step_online") / _final(res, "energy_floor")
             )[0],
@@ -200,7 +235,49 @@ def compare(iterations: int) -> None:
         logy=True,
         title="CT vs iCT on two moons, 3 seeds, same network and budget",
     )
-    _write("consistency_compare", out)
+    _write("consistency_compare", {"ratio_meaning": RATIO_MEANING, **out})
+
+
+def dropout(iterations: int, seeds: int = 3) -> dict:
+    """iCT on two moons with dropout 0 and 0.3, `seeds` seeds each, otherwise compare's iCT.
+
+    0.3 is Song & Dhariwal's (2023) rate for CIFAR-10, one mask shared by the two branches.
+    Writes `docs/results/ict_dropout.json`: per rate, the final V- and U-statistics per seed
+    and their means over 10 draws of 2000 points.
+    """
+    started = provenance.now()
+    runs = configs("dropout", iterations)
+    table = {}
+    for name, config in runs.items():
+        res, _ = _run(name, config, iterations, seeds=seeds)
+        table[f"dropout={config.dropout}"] = {
+            **{
+                metric: _final(res, metric)[0]
+                for metric in (
+                    "energy_1step",
+                    "energy_2step",
+                    "energy_floor",
+                    "energy_u_1step",
+                    "energy_u_2step",
+                    "energy_u_floor",
+                    "ratio_1step",
+                    "ratio_2step",
+                )
+            },
+            "mean_of_10_draws": _robust(res.states, config),
+            **_timing(res),
+        }
+    payload = {
+        "configs": runs,
+        "seeds": seeds,
+        "iterations": iterations,
+        "ratio_meaning": RATIO_MEANING,
+        "table": table,
+        "command": provenance.command(),
+        "provenance": provenance.provenance(started),
+    }
+    _write("ict_dropout", payload)
+    return payload
 
 
 def _scatter(path: str, state, config, title: str) -> None:
@@ -236,8 +313,8 @@ def _robust(states, config, draws: int = 10) -> dict:
     """Energy distances averaged over `draws` independent sample / held-out sets of 2000.
 
     One draw's floor is noisy; the means over several draws pin down the ratio. Returns per
-    grid point: mean 1-step, 2-step, 1-step-online distances, the mean floor, and the
-    ratios of the means.
+    grid point: mean 1-step, 2-step, 1-step-online distances, the mean floor, the ratios of
+    the means (V-statistics), and the mean U-statistics of 1-step, 2-step and the floor.
     """
     from generative import data as gdata
     from generative import metrics as gmetrics
@@ -248,14 +325,18 @@ def _robust(states, config, draws: int = 10) -> dict:
         k1, k2, k3, k4, k5 = jax.random.split(key, 5)
         params = ct.sampling_params(state, config)
         held = gdata.sample_toy(k4, config.data, num)
+        one = ct.sample(params, k1, config, num)
+        two = ct.sample(params, k2, config, num, (config.mid_sigma,))
+        held2 = gdata.sample_toy(k5, config.data, num)
         return jax.numpy.stack(
             [
-                gmetrics.energy_distance(ct.sample(params, k1, config, num), held),
-                gmetrics.energy_distance(
-                    ct.sample(params, k2, config, num, (config.mid_sigma,)), held
-                ),
+                gmetrics.energy_distance(one, held),
+                gmetrics.energy_distance(two, held),
                 gmetrics.energy_distance(ct.sample(state.params, k3, config, num), held),
-                gmetrics.energy_distance(gdata.sample_toy(k5, config.data, num), held),
+                gmetrics.energy_distance(held2, held),
+                gmetrics.energy_distance_u(one, held),
+                gmetrics.energy_distance_u(two, held),
+                gmetrics.energy_distance_u(held2, held),
             ]
         )
 
@@ -263,7 +344,7 @@ def _robust(states, config, draws: int = 10) -> dict:
     axes = stabilizers.seed_axes(states)  # the step counter is shared, not batched
     per_draw = jax.jit(jax.vmap(jax.vmap(one_draw, in_axes=(None, 0)), in_axes=(axes, None)))(
         states, keys
-    )  # [G, draws, 4]
+    )  # [G, draws, 7]
     mean = np.asarray(per_draw).mean(axis=1)
     floor = mean[:, 3]
     return {
@@ -275,6 +356,9 @@ def _robust(states, config, draws: int = 10) -> dict:
         "ratio_1step": mean[:, 0] / floor,
         "ratio_2step": mean[:, 1] / floor,
         "ratio_1step_online": mean[:, 2] / floor,
+        "energy_u_1step_mean": mean[:, 4],
+        "energy_u_2step_mean": mean[:, 5],
+        "energy_u_floor_mean": mean[:, 6],
     }
 
 
@@ -290,6 +374,9 @@ def bar(config: ct.Config, iterations: int) -> dict:
         "energy_floor": float(_final(res, "energy_floor")[0, 0]),
         "ratio_1step": float(_final(res, "ratio_1step")[0, 0]),
         "ratio_2step": float(_final(res, "ratio_2step")[0, 0]),
+        "energy_u_1step": float(_final(res, "energy_u_1step")[0, 0]),
+        "energy_u_2step": float(_final(res, "energy_u_2step")[0, 0]),
+        "energy_u_floor": float(_final(res, "energy_u_floor")[0, 0]),
         **_timing(res),
         "mean_of_10_draws": {
             k: np.asarray(v).reshape(-1)[0] if k != "draws" else v
@@ -304,7 +391,7 @@ def bar(config: ct.Config, iterations: int) -> dict:
         f"{data}: iCT recipe, {iterations} steps; energy/floor 1 step "
         f"{row['ratio_1step']:.1f}, 2 steps {row['ratio_2step']:.1f}",
     )
-    _write(f"consistency_bar_{data}", {"config": config, **row})
+    _write(f"consistency_bar_{data}", {"config": config, "ratio_meaning": RATIO_MEANING, **row})
     return row
 
 
@@ -440,6 +527,8 @@ def main(argv=None) -> int:
         bar(configs("bar", iterations)["bar_moons"], iterations)
     elif args.study == "toys":
         toys(iterations)
+    elif args.study == "dropout":
+        dropout(iterations)
     else:
         images(args.study, iterations, args.stop_after_segments, args.upto, args.tag)
     return 0

@@ -2,6 +2,7 @@
 
     python -m benchmarks.ssl_study ablation   # BYOL: base momentum x predictor, 3 seeds
     python -m benchmarks.ssl_study compare    # MoCo v2, MoCo v3, BYOL at the same budget
+    python -m benchmarks.ssl_study blur       # MoCo v2: BYOL's asymmetric vs its own blur
 
 Each study trains through the one harness (every seed and swept value of a run in one
 vmapped, compiled call; a static choice such as "with or without the predictor" is one
@@ -11,6 +12,7 @@ at iteration 0), and writes a Markdown table, a JSON file and a figure:
 
     docs/results/byol_ablation.{md,json}   docs/figures/byol_ablation.png
     docs/results/ssl_compare.{md,json}     docs/figures/ssl_compare.png
+    docs/results/moco_v2_blur.{md,json}    (with the command and its provenance)
 
 Runs live under `runs/` and resume from their checkpoints: an interrupted study (or one
 stopped by `--stop-after-segments`) continues where it stopped when the same command is
@@ -29,9 +31,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from benchmarks import provenance
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")  # where reports go (--docs)
 MOMENTA = (0.0, 0.9, 0.99, 0.996)
+# blur probability of (view 1, view 2): BYOL's asymmetric recipe, MoCo v2's symmetric one
+BLURS = {"asymmetric": (1.0, 0.1), "symmetric": (0.5, 0.5)}
 # A run counts as collapsed when the per-dimension std of its l2-normalised online
 # projections (the SimSiam / lightly signal; 1/sqrt(64) = 0.125 for isotropic
 # 64-d outputs) ends below this.
@@ -383,6 +389,64 @@ def _compare_figure(runs, args) -> None:
     plt.close(fig)
 
 
+# --------------------------------------------------------------------------- blur
+
+
+def blur_runs(args) -> list[Run]:
+    """MoCo v2 (its preset at the study's budget) with each blur of `BLURS`."""
+    from representation import moco
+
+    out = os.path.join(args.runs, "moco_v2_blur")
+    base = _at_budget(moco.PRESETS["v2"], args)
+    return [
+        Run(
+            name=f"blur={name}",
+            label=f"MoCo v2, blur p = {probs[0]} / {probs[1]} ({name})",
+            module=moco,
+            config=dataclasses.replace(
+                base, augment=dataclasses.replace(base.augment, blur_prob=probs)
+            ),
+            sweep={},
+            out_dir=os.path.join(out, f"blur={name}"),
+        )
+        for name, probs in BLURS.items()
+    ]
+
+
+def blur_report(runs, args, pixels) -> str:
+    """The blur study's table; its JSON also holds the command and its provenance."""
+    rows = [r for p in runs for r in _summarise(p, args.seeds)]
+    lines = [
+        f"MoCo v2 on cluttered MNIST: the Gaussian blur's probability on (view 1, view 2), "
+        f"BYOL's asymmetric 1.0 / 0.1 against MoCo v2's symmetric 0.5 / 0.5; "
+        f"{rows[0]['samples']} samples per run (batch {args.batch_size}), {args.seeds} seeds "
+        "(IQM; per-seed values in brackets). Accuracy in %.",
+        "",
+        "| blur | linear probe | k-NN | projection std | lag | run s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run, r in zip(runs, rows, strict=True):
+        probs = r["blur_prob"] = run.config.augment.blur_prob
+        lines.append(
+            f"| {probs[0]} / {probs[1]} | {_fmt(r['linear_probe'])} "
+            f"({_seeds(r['linear_probe_seeds'])}) | {_fmt(r['knn'])} "
+            f"({_seeds(r['knn_seeds'])}) | {r['projection_std']:.3f} | {r['lag']:.3f} | "
+            f"{r['run_seconds']:.0f} |"
+        )
+    lines.append(
+        f"| raw pixels | {_fmt(pixels['linear_probe'])} | {_fmt(pixels['knn'])} | - | - | - |"
+    )
+    summary = {
+        "rows": rows,
+        "raw_pixels": pixels,
+        "seeds": args.seeds,
+        "command": provenance.command(),
+        "provenance": provenance.provenance(args.started),
+    }
+    _write("moco_v2_blur", "\n".join(lines) + "\n", summary, args.docs)
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -404,7 +468,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("study", choices=("ablation", "compare"))
+    p.add_argument("study", choices=STUDIES)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -435,13 +499,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.total_steps is None:
         args.total_steps = args.batch_size * 1500
+    args.started = provenance.now()
     return args
+
+
+STUDIES = {
+    "ablation": (ablation_runs, ablation_report),
+    "compare": (compare_runs, compare_report),
+    "blur": (blur_runs, blur_report),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     iterations = max(1, args.total_steps // args.batch_size)
-    runs = ablation_runs(args) if args.study == "ablation" else compare_runs(args)
+    build, report_of = STUDIES[args.study]
+    runs = build(args)
     names = [run.name for run in runs]
     unknown = sorted(set(args.only) - set(names))
     if unknown:
@@ -456,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         print("[ssl_study] not finished: run the same command again to continue", file=sys.stderr)
         return 2
     pixels = _baselines(runs[0].config.data, runs[0].config.probe_train)
-    report = (ablation_report if args.study == "ablation" else compare_report)(runs, args, pixels)
+    report = report_of(runs, args, pixels)
     print(report)
     return 0
 

@@ -19,8 +19,11 @@ down to small images:
 7. additive Gaussian pixel noise of standard deviation U[0, noise_std], then a clip.
 
 BYOL's two views differ in 5 and 6: blur with probability 1.0 and 0.1, solarisation
-with probability 0.0 and 0.2. Solarisation is off by default here: it maps the white
-strokes of a digit on black to black, erasing the digit. Every probability is a
+with probability 0.0 and 0.2 (the default `Augment()`). MoCo v2 blurs both views alike,
+with probability 0.5 (`MOCO_V2`; the official `main_moco.py`, `--aug-plus`:
+`RandomApply([GaussianBlur([.1, 2.])], p=0.5)` in the one transform of both crops).
+Solarisation is off by default here: it maps the white strokes of a digit on black to
+black, erasing the digit. Every probability is a
 `jnp.where` on a uniform draw, so under `vmap` both branches run (these ops are cheap)
 and nothing branches on data.
 """
@@ -65,6 +68,11 @@ class Augment:
     """Probability of the blur in view 1 and view 2 (BYOL: 1.0, 0.1)."""
     solarize_prob: tuple[float, float] = (0.0, 0.0)
     """Probability of solarisation in view 1 and view 2 (BYOL: 0.0, 0.2; off for digits)."""
+
+
+MOCO_V2 = Augment(blur_prob=(0.5, 0.5))
+"""MoCo v2's recipe (Chen, Fan, Girshick & He 2020): BYOL's, but a blur with probability
+0.5 on both views. The blur's sigma range stays scaled to small images (`blur_sigma`)."""
 
 
 def _interpolation_matrix(size: int, start, length) -> jax.Array:

@@ -31,6 +31,11 @@ average of the query encoder and projector, `stabilizers.ema`:
   The official code's default temperature is 1.0, which its ResNet-50 recipe keeps; its
   ViT recipe uses 0.2 (`CONFIG.md`).
 
+Augmentations: v2 blurs both views with probability 0.5, as its official code does
+(`augment.MOCO_V2`, in `PRESETS["v2"]`); v3 uses BYOL's asymmetric recipe (blur 1.0 and
+0.1, the `Config` default), as the official `moco-v3` does. A `Config(version="v2")`
+built by hand keeps that default unless it is given `augment=augment.MOCO_V2`.
+
 Departures from the papers, for small images on a CPU: the conv encoder and small heads
 of `representation.byol`, AdamW instead of SGD / LARS, the key encoder copied from the
 query encoder at initialisation (as in both official codes).
@@ -46,7 +51,7 @@ import optax
 from flax import struct
 
 import stabilizers
-from representation import common, networks
+from representation import augment, common, networks
 from representation import data as data_lib
 
 VERSIONS = ("v2", "v3")
@@ -303,8 +308,9 @@ units = common.units
 
 PRESETS = {
     "smoke": Config(**common.SMOKE_SIZES),
-    "v2": Config(version="v2"),
+    "v2": Config(version="v2", augment=augment.MOCO_V2),
     "v3": Config(version="v3"),
 }
 """Named configs. "smoke": a run of a few seconds on a CPU, to check an install; "v2" and
-"v3": the two versions at this module's sizes."""
+"v3": the two versions at this module's sizes, each with its paper's blur (v2: 0.5 on
+both views; v3: BYOL's 1.0 and 0.1)."""

@@ -367,3 +367,32 @@ def test_image_evaluate_under_jit_embeds_the_real_reference(monkeypatch):
         assert float(got["frechet_1step"]) > 2 * float(got["frechet_floor"])
     finally:
         gmetrics.real_reference.cache_clear()
+
+
+def test_dropout_study_writes_both_rates_with_u_statistics_and_provenance(tmp_path, monkeypatch):
+    import json
+
+    from benchmarks import consistency_study as study
+
+    configs = study.configs
+
+    def tiny(name, iterations):
+        return {
+            k: dataclasses.replace(c, width=16, depth=1, batch_size=16, eval_samples=50)
+            for k, c in configs(name, iterations).items()
+        }
+
+    monkeypatch.setattr(study, "configs", tiny)
+    monkeypatch.setattr(study, "RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(study, "RESULTS", str(tmp_path / "results"))
+    study.dropout(iterations=4, seeds=1)
+    with open(tmp_path / "results" / "ict_dropout.json") as f:
+        got = json.load(f)
+    assert list(got["table"]) == ["dropout=0.0", "dropout=0.3"]
+    row = got["table"]["dropout=0.3"]
+    for metric in ("energy_1step", "energy_u_1step", "energy_u_2step", "energy_u_floor"):
+        assert len(row[metric]) == 1 and np.isfinite(row[metric][0])
+    assert len(row["mean_of_10_draws"]["energy_u_1step_mean"]) == 1
+    assert got["configs"]["ict_dropout_0.3"]["dropout"] == 0.3
+    assert "ratio = V(samples" in got["ratio_meaning"]
+    assert got["provenance"]["command"] == got["command"]

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from benchmarks import harness
+from representation.augment import MOCO_V2
 
 PINNED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pinned.json")
 WRITE = os.environ.get("STABILIZERS_PIN_WRITE") == "1"
@@ -47,7 +48,11 @@ CASES = {
         40,
     ),
     "byol": ("representation.byol", _SSL, 8),
-    "moco_v2": ("representation.moco", dict(_SSL, version="v2", queue_size=64), 8),
+    "moco_v2": (
+        "representation.moco",
+        dict(_SSL, version="v2", queue_size=64, augment=MOCO_V2),  # its own blur, as PRESETS
+        8,
+    ),
     "moco_v3": ("representation.moco", dict(_SSL, version="v3"), 8),
     "vae": (
         "generative.vae",

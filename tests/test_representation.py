@@ -342,7 +342,7 @@ def test_presets_and_the_study_runs_are_configs_of_their_modules():
     budget = dict(total_steps=64 * 1500, batch_size=64)
     assert [r.name for r in runs] == ["byol", "moco_v2", "moco_v3"]
     assert runs[0].config == byol.Config(**budget)
-    assert runs[1].config == moco.Config(version="v2", **budget)
+    assert runs[1].config == moco.Config(version="v2", augment=augment.MOCO_V2, **budget)
     assert runs[2].config == moco.Config(version="v3", **budget)
     assert runs[1].out_dir == os.path.join("r", "ssl_compare", "moco_v2")
     runs = ssl_study.ablation_runs(ssl_study.parse_args(["ablation", "--total-steps", "640"]))
@@ -351,6 +351,35 @@ def test_presets_and_the_study_runs_are_configs_of_their_modules():
     assert runs[1].sweep == {"base_momentum": list(ssl_study.MOMENTA)}
     with pytest.raises(SystemExit, match="--only"):
         ssl_study.main(["ablation", "--only", "nope"])
+    runs = ssl_study.blur_runs(ssl_study.parse_args(["blur", "--total-steps", "640"]))
+    assert [r.config.augment.blur_prob for r in runs] == [(1.0, 0.1), (0.5, 0.5)]
+    for r in runs:  # MoCo v2's preset at the budget, only the blur changed
+        assert r.config.version == "v2" and r.config.total_steps == 640
+        assert dataclasses.replace(r.config.augment, blur_prob=(0.5, 0.5)) == augment.MOCO_V2
+
+
+def test_blur_recipes_byol_asymmetric_moco_v2_symmetric():
+    assert augment.Augment().blur_prob == (1.0, 0.1)  # BYOL's default, also MoCo v3's
+    assert augment.MOCO_V2 == augment.Augment(blur_prob=(0.5, 0.5))
+    assert moco.PRESETS["v2"].augment == augment.MOCO_V2
+    assert moco.PRESETS["v3"].augment == byol.Config().augment == augment.Augment()
+    # the share of views the blur changes: the same keys with the blur off are the reference
+    # (sigma up to 3 pixels: only sigma < ~0.3, a tenth of draws, leaves an image as it was)
+    images = augment.to_float(data.gather(TINY, "train", jnp.arange(64)))
+    images = jnp.tile(images, (4, 1, 1, 1))
+    aug = jax.jit(augment.augment_batch, static_argnums=3)
+
+    def blurred_share(blur_prob, view):
+        params = augment.Augment(blur_sigma=3.0, blur_prob=blur_prob)
+        off = dataclasses.replace(params, blur_prob=(0.0, 0.0))
+        key = jax.random.key(view)
+        diff = jnp.abs(aug(key, images, params, view) - aug(key, images, off, view))
+        return float(jnp.mean(jnp.max(diff, axis=(1, 2, 3)) > 1e-4))
+
+    for view in (0, 1):
+        assert 0.35 < blurred_share((0.5, 0.5), view) < 0.6, view
+    byol_view1, byol_view2 = blurred_share((1.0, 0.1), 0), blurred_share((1.0, 0.1), 1)
+    assert byol_view1 > 0.8 and byol_view2 < 0.2
 
 
 def test_configs_share_the_base_fields_and_keep_flat_flags():

@@ -77,11 +77,15 @@ def sampling_params(state: State, config: Config) -> Any:
 def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Array]:
     """One- and two-step sample quality beside its floor.
 
-    2-D: energy distance between `eval_samples` samples and as many fresh held-out points,
-    the floor (the same distance between two independent held-out sets of that size), their
-    ratios, and the one-step distance of the online params. Images: the Frechet distance of
-    classifier features between samples and one half of the real images, and its floor
-    (the two halves against each other).
+    2-D: energy distance (`metrics.energy_distance`, the V-statistic) between
+    `eval_samples` samples and as many fresh held-out points, the floor (the same distance
+    between two independent held-out sets of that size), their ratios, and the one-step
+    distance of the online params; beside them the unbiased U-statistics
+    (`metrics.energy_distance_u`, `energy_u_*`), about 0 for a perfect model at any n.
+    The floor is the V-statistic's finite-sample bias, about 2 E|X - X'| / n, so a ratio
+    to it grows with n for a fixed model. Images: the Frechet distance of classifier
+    features between samples and one half of the real images, and its floor (the two
+    halves against each other).
     """
     one_key, two_key, online_key, held_key, held2_key = jax.random.split(key, 5)
     params = sampling_params(state, config)
@@ -89,11 +93,12 @@ def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Arra
     if config.data in gdata.TOYS:
         num_samples = config.eval_samples
         held = gdata.sample_toy(held_key, config.data, num_samples)
-        floor = gmetrics.energy_distance(
-            held, gdata.sample_toy(held2_key, config.data, num_samples)
-        )
-        one = gmetrics.energy_distance(sample(params, one_key, config, num_samples), held)
-        two = gmetrics.energy_distance(sample(params, two_key, config, num_samples, mid), held)
+        held2 = gdata.sample_toy(held2_key, config.data, num_samples)
+        one_samples = sample(params, one_key, config, num_samples)
+        two_samples = sample(params, two_key, config, num_samples, mid)
+        floor = gmetrics.energy_distance(held, held2)
+        one = gmetrics.energy_distance(one_samples, held)
+        two = gmetrics.energy_distance(two_samples, held)
         online = gmetrics.energy_distance(
             sample(state.params, online_key, config, num_samples), held
         )
@@ -104,6 +109,9 @@ def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Arra
             "energy_floor": floor,
             "ratio_1step": one / floor,
             "ratio_2step": two / floor,
+            "energy_u_1step": gmetrics.energy_distance_u(one_samples, held),
+            "energy_u_2step": gmetrics.energy_distance_u(two_samples, held),
+            "energy_u_floor": gmetrics.energy_distance_u(held, held2),
         }
     num_samples = min(config.eval_samples, gmetrics.real_halves(config.data)[0].shape[0])
     feats_a, floor = gmetrics.real_reference(config.data, num_samples)
