@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks import harness, toy
+from benchmarks.harness import checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -141,12 +142,13 @@ def test_resume_after_killed_process(tmp_path):
         import os, sys
         sys.path.insert(0, {ROOT!r})
         from benchmarks import harness, toy
-        orig = harness._append_log
+        from benchmarks.harness import records
+        orig = records.append_log
         def append(path, record):
             orig(path, record)
             if record.get("segment") == 7:
                 os._exit(9)
-        harness._append_log = append
+        records.append_log = append
         harness.run(toy, toy.Config(), iterations=100, seeds=2, segment_length=10,
                     out_dir={str(tmp_path / "run")!r}, checkpoint_every=3,
                     progress=False, plot=False)
@@ -254,7 +256,7 @@ def test_seed_chunks_compute_the_same_numbers(target):
     chunked = run(seed_chunk=2, **kw)
     assert whole.results["seed_chunk"] is None and chunked.results["seed_chunk"] == 2
     chex.assert_trees_all_equal(
-        harness._unwrap_keys(whole.states), harness._unwrap_keys(chunked.states)
+        checkpoints.unwrap_keys(whole.states), checkpoints.unwrap_keys(chunked.states)
     )
     assert whole.results["final"] == chunked.results["final"]
     np.testing.assert_array_equal(
