@@ -194,8 +194,9 @@ def _headline(results: dict) -> dict:
     """A short summary of results.json: final metrics (IQM over seeds) and throughput."""
     from benchmarks.stats import iqm
 
+    rate = f"{results['units']}_per_second"
     out = {
-        "units_per_second": results.get("units_per_second"),
+        rate: results.get(rate),
         "compile_seconds": results.get("compile_seconds"),
         "run_seconds": results.get("run_seconds"),
     }

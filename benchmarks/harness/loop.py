@@ -349,7 +349,7 @@ def _results(meta, grid, program, tally, log, clock, unit, iterations) -> dict:
         else None
     )
     finished = tally.status == "completed" and tally.iteration == iterations
-    results = {
+    return {
         "format_version": meta["format_version"],
         "algo": meta["algo"],
         "status": "interrupted" if tally.status == "completed" and not finished else tally.status,
@@ -367,7 +367,6 @@ def _results(meta, grid, program, tally, log, clock, unit, iterations) -> dict:
         },
         "diverged_at_iteration": grid.per_point(tally.diverged_at),
         f"{unit_name}_per_second": per_second,
-        "units_per_second": per_second,
         "compile_seconds": clock["compile"],
         "init_seconds": clock["init"],
         "run_seconds": run_seconds,
@@ -379,6 +378,3 @@ def _results(meta, grid, program, tally, log, clock, unit, iterations) -> dict:
         "platform": jax.default_backend(),
         "jax_version": jax.__version__,
     }
-    for metric, per_point in results["final"].items():  # `final_return` etc., if free
-        results.setdefault(f"final_{metric}", per_point)
-    return results
