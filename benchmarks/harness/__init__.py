@@ -1,17 +1,7 @@
 """The one training harness: seeds x sweep in one compiled program, in segments.
 
-An algorithm is a module (or any object) with
-
-- `Config`: a frozen dataclass (`flax.struct.dataclass`); sizes, counts and choices are
-  static fields (`pytree_node=False`), float hyperparameters are pytree leaves;
-- `init(key, config) -> state`;
-- `step(state, config) -> (state, metrics)`: one training iteration, pure; `metrics` is
-  a dict of scalars, all finite while training is healthy;
-- `evaluate(state, config, key) -> metrics`: a dict of scalars;
-- optionally `units(config) -> (name, count)`: what one iteration consumes, for example
-  `("env_steps", num_envs)`; the default is `("iterations", 1)`.
-
-`run` vmaps `init` / `step` / `evaluate` over a grid of seeds x sweep values (one compile
+`run` takes an algorithm module (the shape `benchmarks.algorithm.Algorithm` describes),
+vmaps its `init` / `step` / `evaluate` over a grid of seeds x sweep values (one compile
 for the whole grid; seed `s` gets `jax.random.key(s)` at every sweep point, so sweep
 points are compared on common random numbers), runs `step` under `lax.scan` for a segment
 at a time, and between segments, outside jit: appends metrics to `log.jsonl`, updates a

@@ -70,11 +70,12 @@ def run(
     stop_after_segments: int | None = None,
     scan: bool = True,
     seed_chunk: int | None = None,
+    name: str | None = None,
 ) -> Result:
     """Trains `algo` for every seed x sweep point in one compiled program.
 
     Args:
-      algo: the algorithm module (see `benchmarks.harness`).
+      algo: the algorithm module (`benchmarks.algorithm.Algorithm`).
       config: an instance of `algo.Config`.
       iterations: total number of `step` calls per grid point.
       seeds: number of seeds; they are `seed, seed + 1, ..., seed + seeds - 1`.
@@ -88,7 +89,7 @@ def run(
       eval_every: evaluate every this many segments (and at iteration 0 and the end).
       keep_checkpoints: how many checkpoints to keep.
       resume: continue from the latest checkpoint in `out_dir` if there is one. The
-        config, seeds, sweep and segment length must match; `iterations` may grow.
+        name, config, seeds, sweep and segment length must match; `iterations` may grow.
       on_nonfinite: "stop" ends the run at the first segment whose metrics or state hold
         a NaN or inf, without checkpointing it; "continue" records where each grid point
         diverged and goes on (ablations that expect some settings to diverge).
@@ -111,6 +112,8 @@ def run(
         same math either way, but XLA may pick other kernels for another vmap width, so
         floats can round differently, as between one device and several. Applies to
         scanned segments (`scan=True`).
+      name: the name results and checkpoints are labelled with (default: the last part
+        of the module's name); `benchmarks.train` passes the registered name.
 
     Returns:
       A `Result`.
@@ -121,7 +124,7 @@ def run(
     grid = Grid(config, seeds, seed, sweep)
     unit = units(algo, config)  # (name, count consumed per iteration)
     unit_name = unit[0]
-    name = getattr(algo, "__name__", type(algo).__name__).rsplit(".", 1)[-1]
+    name = name or getattr(algo, "__name__", type(algo).__name__).rsplit(".", 1)[-1]
     lead = jax.process_index() == 0
     echo = _echo if lead else (lambda msg: None)
     program = Program(
