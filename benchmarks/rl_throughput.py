@@ -52,7 +52,6 @@ SEEDS = (1, 8, 32, 128)
 SEGMENTS = 4  # timed segments per measurement; the median segment is reported
 CHUNK = 2  # seeds per device at a time in the chunked rows (harness `seed_chunk`)
 ANCHOR_STEPS = 100_000  # env steps per seed of the anchor runs
-LAYOUTS = ("default", "split")
 
 
 # --------------------------------------------------------------------------- FLOPs

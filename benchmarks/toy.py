@@ -1,4 +1,4 @@
-"""A linear fixed-point problem chased through a target network: the harness's toy.
+"""A linear fixed-point problem chased through a target network; the template algorithm.
 
 The online params theta regress onto a target they produce themselves,
 
@@ -8,9 +8,15 @@ with theta_bar the target network (an EMA, a periodic copy, or theta itself behi
 stop-gradient). The fixed point is theta* = (I - A)^{-1} b. A is symmetric with
 eigenvalues in [-1, 0.5]; with plain SGD of learning rate eta and no target, the mode of
 eigenvalue -1 contracts by |1 - 2 eta| per step, so eta = 0.95 oscillates slowly and
-eta > 1 diverges. A soft target damps that oscillation; a too-slow one lags. It is
-small, exactly solvable and shows both failure modes, which is what the harness tests
-and the demo need.
+eta > 1 diverges. A soft target damps that oscillation; a too-slow one lags.
+
+As a template, this file is everything an algorithm is (`benchmarks.algorithm.Algorithm`):
+a `Config` (sizes and choices static fields, hyperparameters pytree leaves that the
+harness can sweep), a `State` NamedTuple, `init`, a pure `step` returning scalar metrics,
+`evaluate`, `units`, and `PRESETS` with a "smoke" config that runs in seconds on a CPU.
+A new algorithm copies this shape into its family (`agents/`, `generative/`,
+`representation/`) and adds one line to that family's `ALGORITHMS`; `python -m
+benchmarks.train --algo NAME` then runs it and `tests/test_conformance.py` checks it.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ class Config:
 
 
 class State(NamedTuple):
+    """Everything that changes during training (one seed); the harness vmaps over it."""
+
     online: jax.Array
     target: jax.Array
     opt_state: optax.OptState
@@ -85,6 +93,7 @@ def _target_tx(config: Config) -> optax.GradientTransformation:
 
 
 def init(key: jax.Array, config: Config) -> State:
+    """Online params drawn from `key`; the target starts as a copy."""
     init_key, key = jax.random.split(key)
     online = jax.random.normal(init_key, (config.dim,))
     return State(
@@ -97,12 +106,14 @@ def init(key: jax.Array, config: Config) -> State:
 
 
 def loss_fn(online, target, noise, config: Config) -> jax.Array:
+    """The regression loss of the online params on noisy targets from the target params."""
     a, b, _ = problem(config)
     y = (a @ jax.lax.stop_gradient(target) + b)[None, :] + config.noise * noise  # [batch, dim]
     return 0.5 * jnp.mean(jnp.sum(jnp.square(online[None, :] - y), axis=-1))
 
 
 def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
+    """One SGD step of the online params, then one update of the target."""
     key, noise_key = jax.random.split(state.key)
     noise = jax.random.normal(noise_key, (config.batch_size, config.dim))
     loss, grad = jax.value_and_grad(loss_fn)(state.online, state.target, noise, config)
@@ -125,13 +136,15 @@ def _error(online, config):
 
 
 def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Array]:
+    """The relative distance of the online params to the fixed point."""
     del key
     return {"error": _error(state.online, config)}
 
 
 def units(config: Config) -> tuple[str, int]:
+    """One step consumes `batch_size` noisy samples."""
     return "samples", config.batch_size
 
 
 PRESETS = {"smoke": Config()}
-"""Named configs. "smoke": the default toy, already a run of a second or two."""
+"""Named configs. "smoke": a run of a few seconds on a CPU (here the default itself)."""

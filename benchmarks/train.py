@@ -1,20 +1,21 @@
-"""One training entry point for every algorithm, through the harness.
+"""One training entry point for every registered algorithm, through the harness.
 
     python -m benchmarks.train --algo toy --seeds 8 --sweep decay=0,0.5,0.9 --out runs/toy
 
-Flags before the algorithm's own: `--algo`, `--seeds N` (seeds S..S+N-1), `--seed S`,
-`--total-steps T` (in the algorithm's units: env steps, samples, ...; also written into a
-`total_steps` config field when there is one), `--sweep field=v1,v2,...` (repeatable; float
-fields are vmapped in one program, static fields run one program per value into
-`OUT/field=value/`), `--out DIR`, and the harness options below. Every field of the
-algorithm's `Config` is a flag too (`--learning-rate 0.1`); `--algo toy --help` lists them.
+Flags before the algorithm's own: `--algo` (a name of `benchmarks.algorithm.registry()`),
+`--preset NAME` (the default config is the algorithm's `PRESETS[NAME]`; the algorithm's
+flags override it), `--seeds N` (seeds S..S+N-1), `--seed S`, `--total-steps T` (in the
+algorithm's units: env steps, samples, ...; also written into a `total_steps` config field
+when there is one), `--sweep field=v1,v2,...` (repeatable; float fields are vmapped in one
+program, static fields run one program per value into `OUT/field=value/`), `--out DIR`,
+and the harness options below. Every field of the algorithm's `Config` is a flag too
+(`--learning-rate 0.1`); `--algo toy --help` lists them.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import itertools
 import json
 import math
@@ -22,25 +23,21 @@ import os
 import sys
 from typing import Any
 
-ALGORITHMS = {
-    "toy": "benchmarks.toy",
-    "baird": "benchmarks.baird",
-    "vae": "generative.vae",
-    "ct": "generative.consistency",
-    "ict": "generative.ict",
-    "byol": "representation.byol",
-    "moco": "representation.moco",
-    "dqn": "agents.dqn",
-    "ddpg": "agents.ddpg",
-    "td3": "agents.td3",
-    "sac": "agents.sac",
-}
+from benchmarks import algorithm
+
+
+def load_entry(name: str) -> algorithm.Entry:
+    """The registered algorithm `name`; exits saying why when it cannot be loaded (an
+    unknown name lists the registered ones, a missing dependency is named)."""
+    try:
+        return algorithm.load(name)
+    except (ValueError, TypeError, ModuleNotFoundError) as e:
+        raise SystemExit(f"--algo {name}: {e}") from e
 
 
 def load_algorithm(name: str):
-    if name not in ALGORITHMS:
-        raise SystemExit(f"unknown --algo {name!r}; choose from {sorted(ALGORITHMS)}")
-    return importlib.import_module(ALGORITHMS[name])
+    """The module of the registered algorithm `name` (see `load_entry`)."""
+    return load_entry(name).module
 
 
 def _parse_value(text: str) -> Any:
@@ -75,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--algo", required=True, help=f"one of {sorted(ALGORITHMS)}")
+    p.add_argument("--algo", required=True, help=f"one of {sorted(algorithm.registry())}")
+    p.add_argument(
+        "--preset", default=None, help="start from the algorithm's PRESETS[NAME] (e.g. smoke)"
+    )
     p.add_argument("--seeds", type=int, default=1, help="number of seeds")
     p.add_argument("--seed", type=int, default=0, help="first seed")
     p.add_argument(
@@ -121,11 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.help and args.algo is None:
         parser.print_help()
         return 0
-    algo = load_algorithm(args.algo)
+    entry = load_entry(args.algo)
+    algo = entry.module
     config = tyro.cli(
         algo.Config,
         args=rest + (["--help"] if args.help else []),
-        default=algo.Config(),
+        default=_preset(entry, args.preset),
         prog=f"python -m benchmarks.train --algo {args.algo}",
     )
     names = {f.name for f in dataclasses.fields(config)}
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
             scan=not args.host_loop,
             seed_chunk=args.seed_chunk,
+            name=entry.name,
         )
         summary.append(
             {"static": combo, "out_dir": sub, "status": result.status, **_headline(result.results)}
@@ -185,6 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
+def _preset(entry: algorithm.Entry, preset: str | None):
+    """The default config: `PRESETS[preset]` when one is named, else the entry's own."""
+    if preset is None:
+        return entry.config
+    if preset not in entry.module.PRESETS:
+        raise SystemExit(
+            f"--preset {preset!r}: {entry.module.__name__} has {sorted(entry.module.PRESETS)}"
+        )
+    return entry.module.PRESETS[preset]
+
+
 def _is_leaf_field(config, name: str) -> bool:
     field = next(f for f in dataclasses.fields(config) if f.name == name)
     return field.metadata.get("pytree_node", True)
@@ -194,8 +207,9 @@ def _headline(results: dict) -> dict:
     """A short summary of results.json: final metrics (IQM over seeds) and throughput."""
     from benchmarks.stats import iqm
 
+    rate = f"{results['units']}_per_second"
     out = {
-        "units_per_second": results.get("units_per_second"),
+        rate: results.get(rate),
         "compile_seconds": results.get("compile_seconds"),
         "run_seconds": results.get("run_seconds"),
     }

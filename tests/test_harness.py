@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks import harness, toy
+from benchmarks.harness import checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -141,12 +142,13 @@ def test_resume_after_killed_process(tmp_path):
         import os, sys
         sys.path.insert(0, {ROOT!r})
         from benchmarks import harness, toy
-        orig = harness._append_log
+        from benchmarks.harness import records
+        orig = records.append_log
         def append(path, record):
             orig(path, record)
             if record.get("segment") == 7:
                 os._exit(9)
-        harness._append_log = append
+        records.append_log = append
         harness.run(toy, toy.Config(), iterations=100, seeds=2, segment_length=10,
                     out_dir={str(tmp_path / "run")!r}, checkpoint_every=3,
                     progress=False, plot=False)
@@ -254,7 +256,7 @@ def test_seed_chunks_compute_the_same_numbers(target):
     chunked = run(seed_chunk=2, **kw)
     assert whole.results["seed_chunk"] is None and chunked.results["seed_chunk"] == 2
     chex.assert_trees_all_equal(
-        harness._unwrap_keys(whole.states), harness._unwrap_keys(chunked.states)
+        checkpoints.unwrap_keys(whole.states), checkpoints.unwrap_keys(chunked.states)
     )
     assert whole.results["final"] == chunked.results["final"]
     np.testing.assert_array_equal(
@@ -347,3 +349,26 @@ def test_train_cli_static_and_float_sweeps(tmp_path):
     r = json.loads((tmp_path / "target=periodic" / "results.json").read_text())
     assert r["config"]["copy_every"] == 5 and r["iterations"] == 20
     assert r["sweep"] == {"decay": [0.5, 0.9]}
+
+
+def test_name_labels_results_and_checkpoints(tmp_path):
+    res = run(iterations=20, segment_length=10, out_dir=tmp_path, name="toy-ema")
+    assert res.results["algo"] == "toy-ema"
+    with pytest.raises(ValueError, match="different algo"):
+        run(iterations=20, segment_length=10, out_dir=tmp_path)  # labelled "toy"
+
+
+def test_train_cli_preset_then_flags(tmp_path, monkeypatch):
+    from benchmarks import train
+
+    monkeypatch.setitem(toy.PRESETS, "small", toy.Config(dim=4, learning_rate=0.5))
+    argv = ["--algo", "toy", "--total-steps", "64", "--segments", "2", "--no-progress"]
+    out = tmp_path / "run"
+    assert train.main([*argv, "--preset", "small", "--noise", "0.2", "--out", str(out)]) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert r["algo"] == "toy"
+    assert (r["config"]["dim"], r["config"]["learning_rate"], r["config"]["noise"]) == (4, 0.5, 0.2)
+    with pytest.raises(SystemExit, match="--preset 'large': benchmarks.toy has .*'small'"):
+        train.main([*argv, "--preset", "large"])
+    with pytest.raises(SystemExit, match="unknown algorithm 'toys'; registered: .*dqn.*toy"):
+        train.main(["--algo", "toys"])
