@@ -8,8 +8,8 @@ and sweep points of it in one compiled program:
   `stabilizers.periodic` (hard copy), `stabilizers.ema` (soft) or none.
 - `agents.td3`: TD3 (Fujimoto et al. 2018): twin critics, clipped double-Q, target policy
   smoothing, the actor and the targets delayed by `stabilizers.delayed`; DDPG (Lillicrap
-  et al. 2015) as the TD3 paper ran it is its preset `td3.PRESETS["ddpg"]` (`agents.ddpg`
-  names it as a module for now).
+  et al. 2015) as the TD3 paper ran it is its preset `td3.PRESETS["ddpg"]`, registered as
+  "ddpg".
 - `agents.sac`: SAC with a learned temperature (Haarnoja et al. 2018).
 
 Shared pieces: `agents.actor_critic` (the loop, critic regression and evaluation TD3 and
@@ -20,7 +20,7 @@ episode bookkeeping, evaluation) and `agents.networks`.
 
 ALGORITHMS = {
     "dqn": "agents.dqn",
-    "ddpg": "agents.ddpg",
+    "ddpg": "agents.td3:ddpg",
     "td3": "agents.td3",
     "sac": "agents.sac",
 }

@@ -3,7 +3,7 @@ the VAE with aggressive inference-network training."""
 
 ALGORITHMS = {
     "ct": "generative.consistency",
-    "ict": "generative.ict",
+    "ict": "generative.consistency:ict",
     "vae": "generative.vae",
 }
 """The family's registry: algorithm name -> module (imported only when chosen)."""

@@ -3,5 +3,6 @@
 ALGORITHMS = {
     "byol": "representation.byol",
     "moco": "representation.moco",
+    "moco_v2": "representation.moco:v2",
 }
 """The family's registry: algorithm name -> module (imported only when chosen)."""

@@ -312,11 +312,11 @@ def test_harness_host_loop_matches_scan():
 
 
 def test_ict_entry_point_has_the_ict_recipe():
-    from benchmarks import train
-    from generative import ict
+    from benchmarks import algorithm
 
-    assert dataclasses.asdict(ict.Config()) == dataclasses.asdict(ct.PRESETS["ict"])
-    assert train.load_algorithm("ict") is ict and train.load_algorithm("ct") is ct
+    entry = algorithm.load("ict")
+    assert entry.module is ct and entry.config == ct.PRESETS["ict"] and entry.name == "ict"
+    assert algorithm.load("ct").config == ct.Config()
 
 
 def test_study_configs_are_presets_whose_schedules_span_the_run():

@@ -14,15 +14,13 @@ Regenerate (only when a change of numbers is intended, and say why in the commit
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
 
 import numpy as np
 import pytest
 
-from benchmarks import harness
-from representation.augment import MOCO_V2
+from benchmarks import algorithm, harness
 
 PINNED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pinned.json")
 WRITE = os.environ.get("STABILIZERS_PIN_WRITE") == "1"
@@ -30,32 +28,28 @@ WRITE = os.environ.get("STABILIZERS_PIN_WRITE") == "1"
 _RL = dict(batch_size=32, buffer_size=512, hidden=(16,), learning_starts=64, eval_episodes=2)
 _SSL = dict(batch_size=32, total_steps=32 * 8, hidden_dim=32, projection_dim=16)
 
-# name: (module, config overrides, iterations)
+# case: (registered algorithm, config overrides on its default config, iterations)
 CASES = {
-    "dqn": ("agents.dqn", dict(_RL, num_envs=4, train_every=2, target_every=8), 60),
-    "dqn_ema": ("agents.dqn", dict(_RL, num_envs=4, train_every=4, target="ema"), 60),
-    "ddpg": ("agents.ddpg", _RL, 100),
-    "td3": ("agents.td3", _RL, 100),
-    "sac": ("agents.sac", _RL, 100),
+    "dqn": ("dqn", dict(_RL, num_envs=4, train_every=2, target_every=8), 60),
+    "dqn_ema": ("dqn", dict(_RL, num_envs=4, train_every=4, target="ema"), 60),
+    "ddpg": ("ddpg", _RL, 100),
+    "td3": ("td3", _RL, 100),
+    "sac": ("sac", _RL, 100),
     "ct": (
-        "generative.consistency",
+        "ct",
         dict(width=16, depth=1, batch_size=32, total_steps=32 * 40, eval_samples=100),
         40,
     ),
     "ict": (
-        "generative.ict",
+        "ict",
         dict(width=16, depth=1, batch_size=32, total_steps=32 * 40, eval_samples=100),
         40,
     ),
-    "byol": ("representation.byol", _SSL, 8),
-    "moco_v2": (
-        "representation.moco",
-        dict(_SSL, version="v2", queue_size=64, augment=MOCO_V2),  # its own blur, as PRESETS
-        8,
-    ),
-    "moco_v3": ("representation.moco", dict(_SSL, version="v3"), 8),
+    "byol": ("byol", _SSL, 8),
+    "moco_v2": ("moco_v2", dict(_SSL, queue_size=64), 8),
+    "moco_v3": ("moco", _SSL, 8),
     "vae": (
-        "generative.vae",
+        "vae",
         dict(
             num_train=128,
             num_val=32,
@@ -70,7 +64,7 @@ CASES = {
         20,
     ),
     "vae_aggressive": (
-        "generative.vae",
+        "vae",
         dict(
             num_train=128,
             num_val=32,
@@ -90,8 +84,7 @@ CASES = {
 }
 
 
-def _config(module, overrides):
-    config = module.Config()
+def _config(config, overrides):
     if "data" in overrides or not hasattr(config, "data") or not hasattr(config.data, "num_train"):
         return dataclasses.replace(config, **overrides)
     # the SSL configs: a small data set
@@ -100,11 +93,11 @@ def _config(module, overrides):
 
 
 def _numbers(name: str) -> dict:
-    module_name, overrides, iterations = CASES[name]
-    module = importlib.import_module(module_name)
+    algo_name, overrides, iterations = CASES[name]
+    entry = algorithm.load(algo_name)
     result = harness.run(
-        module,
-        _config(module, overrides),
+        entry.module,
+        _config(entry.config, overrides),
         iterations=iterations,
         seeds=2,
         segment_length=iterations // 2,

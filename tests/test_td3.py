@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from rl_testing import register, run_steps, stepper
 
-from agents import ddpg, td3
+from agents import td3
 from agents.networks import ensemble_apply
-from benchmarks import harness
+from benchmarks import algorithm, harness
 
 GAMMA = 0.5
 
@@ -74,9 +74,8 @@ def test_ddpg_is_td3_with_one_critic_no_delay_no_smoothing():
     t = td3.Config()
     assert (t.num_critics, t.policy_delay, t.policy_noise, t.noise_clip) == (2, 2, 0.2, 0.5)
     assert p == t.replace(num_critics=1, policy_delay=1, policy_noise=0.0, noise_clip=0.0)
-    c = ddpg.Config()  # the module form: the same values, as defaults
-    assert isinstance(c, td3.Config)
-    assert all(getattr(c, f) == getattr(p, f) for f in td3.Config.__dataclass_fields__)
+    entry = algorithm.load("ddpg")  # the registry's DDPG is this preset of TD3
+    assert entry.module is td3 and entry.config == p and entry.name == "ddpg"
 
 
 def test_td3_improves_pendulum_and_seeds_differ(tmp_path):
@@ -114,8 +113,6 @@ def test_td3_improves_pendulum_and_seeds_differ(tmp_path):
 def test_config_errors_say_what_is_wrong():
     with pytest.raises(ValueError, match="td3 needs a continuous.*CartPole-v1.*dqn"):
         td3.check(td3.Config(env="CartPole-v1"))
-    with pytest.raises(ValueError, match="ddpg needs a continuous"):
-        ddpg.check(ddpg.Config(env="CartPole-v1"))
     with pytest.raises(ValueError, match="unknown environment 'Pendulum-v0'.*Pendulum-v1"):
         td3.check(td3.Config(env="Pendulum-v0"))
     with pytest.raises(ValueError, match="policy_delay"):
