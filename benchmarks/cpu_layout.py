@@ -32,17 +32,6 @@ def user_chose() -> bool:
     )
 
 
-def _backend_started() -> bool:
-    if "jax" not in sys.modules:
-        return False
-    try:
-        from jax._src import xla_bridge
-
-        return bool(xla_bridge.backends_are_initialized())
-    except (ImportError, AttributeError):  # an unknown jax: assume it has started
-        return True
-
-
 def configure(layout: str | None = None) -> str:
     """Sets the CPU layout for this process; returns the layout in effect.
 
@@ -52,21 +41,23 @@ def configure(layout: str | None = None) -> str:
 
     Returns:
       "split", "default", "environment" (left as the user set it) or "started" (JAX had
-      already started its backends in this process: nothing can change any more).
+      already started its backends in this process with another device count: nothing
+      can change any more).
     """
     if layout is not None and layout not in LAYOUTS:
         raise ValueError(f"cpu layout must be one of {LAYOUTS}; got {layout!r}")
-    if _backend_started():
-        return "started"
     if layout is None and user_chose():
         return "environment"
     layout = layout or "split"
     if layout == "split":
-        cores = str(os.cpu_count() or 1)
-        os.environ["JAX_NUM_CPU_DEVICES"] = cores
-        os.environ["PJRT_NPROC"] = "1"
-        if "jax" in sys.modules:  # imported, not started: its flag was read at import
+        cores = os.cpu_count() or 1
+        if "jax" in sys.modules:  # imported: its flag was read at import; set it directly
             import jax
 
-            jax.config.update("jax_num_cpu_devices", int(cores))
+            try:
+                jax.config.update("jax_num_cpu_devices", cores)
+            except RuntimeError:  # JAX refuses once its backends have started
+                return "started"
+        os.environ["JAX_NUM_CPU_DEVICES"] = str(cores)
+        os.environ["PJRT_NPROC"] = "1"
     return layout
