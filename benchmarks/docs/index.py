@@ -1,0 +1,82 @@
+"""Renderers of what is measured where: the slots for results to come and the index of
+every results file's provenance."""
+
+from __future__ import annotations
+
+from benchmarks import stats
+from benchmarks.docs.engine import (
+    ci,
+    machine,
+    num,
+    provenance_of,
+    renders,
+    table,
+)
+
+# ------------------------------------------------------------- slots for results to come
+
+
+@renders("readme.minatar", "minatar_dqn.json", optional=True)
+def readme_minatar(data: dict) -> str:
+    rows = []
+    for game, g in data["games"].items():
+        paper = g.get("paper_dqn_at_frames")
+        rows.append(
+            [
+                game,
+                len(g["seeds"]),
+                f"{g['frames']:,}",
+                ci(stats.summary(g["train_return"])),
+                "n/a" if paper is None else num(paper),
+            ]
+        )
+    head = [
+        "game",
+        "seeds",
+        "frames",
+        "training return, last 10% of frames, IQM [95% CI]",
+        "the paper's DQN at equal frames",
+    ]
+    return table(head, rows)
+
+
+def _writer_table(name: str):
+    """A block for results another command writes with its own Markdown `table` (a list of
+    lines), shown as written, and a pointer to the file."""
+
+    def render(data: dict) -> str:
+        lines = data.get("table")
+        pointer = f"Results: `docs/results/{name}`."
+        return "\n".join(lines) + "\n\n" + pointer if lines else pointer
+
+    return render
+
+
+renders("readme.brax", "brax.json", optional=True)(_writer_table("brax.json"))
+renders("readme.cross-field", "cross_field.json", optional=True)(_writer_table("cross_field.json"))
+
+
+# --------------------------------------------------------------------- where results came from
+
+
+@renders("repro.index", "*.json")
+def repro_index(files: dict) -> str:
+    rows = []
+    for name, data in files.items():
+        prov = provenance_of(data)
+        commit = prov.get("commit") or prov.get("data_committed_in")
+        rows.append(
+            [
+                f"`{name}`",
+                machine(prov) if prov else "not recorded",
+                f"`{prov['command']}`" if prov.get("command") else "-",
+                commit[:7] if commit else "-",
+                "reconstructed" if prov.get("reconstructed") else "recorded",
+            ]
+        )
+    return table(["results file", "machine", "command", "commit", "provenance"], rows)
+
+
+@renders("repro.demo-row", "rl_dqn_targets.json")
+def repro_demo_row(data: dict) -> str:
+    return ci(stats.summary(data["no target"]["final_return"]))
