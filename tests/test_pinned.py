@@ -27,6 +27,17 @@ WRITE = os.environ.get("STABILIZERS_PIN_WRITE") == "1"
 
 _RL = dict(batch_size=32, buffer_size=512, hidden=(16,), learning_starts=64, eval_episodes=2)
 _SSL = dict(batch_size=32, total_steps=32 * 8, hidden_dim=32, projection_dim=16)
+_VAE = dict(
+    num_train=128,
+    num_val=32,
+    num_test=32,
+    embed=8,
+    hidden=8,
+    eval_examples=32,
+    iw_samples=10,
+    iw_chunk=5,
+    epoch_iterations=10,
+)
 
 # case: (registered algorithm, config overrides on its default config, iterations)
 CASES = {
@@ -48,39 +59,8 @@ CASES = {
     "byol": ("byol", _SSL, 8),
     "moco_v2": ("moco_v2", dict(_SSL, queue_size=64), 8),
     "moco_v3": ("moco", _SSL, 8),
-    "vae": (
-        "vae",
-        dict(
-            num_train=128,
-            num_val=32,
-            num_test=32,
-            embed=8,
-            hidden=8,
-            eval_examples=32,
-            iw_samples=10,
-            iw_chunk=5,
-            epoch_iterations=10,
-        ),
-        20,
-    ),
-    "vae_aggressive": (
-        "vae",
-        dict(
-            num_train=128,
-            num_val=32,
-            num_test=32,
-            embed=8,
-            hidden=8,
-            eval_examples=32,
-            iw_samples=10,
-            iw_chunk=5,
-            epoch_iterations=10,
-            aggressive=True,
-            inner_max_steps=6,
-            inner_window=2,
-        ),
-        20,
-    ),
+    "vae": ("vae", _VAE, 20),
+    "vae_aggressive": ("vae", dict(_VAE, aggressive=True, inner_max_steps=6, inner_window=2), 20),
 }
 
 
