@@ -22,6 +22,7 @@ import sys
 
 LAYOUTS = ("split", "default")
 _CHOSEN = ("JAX_NUM_CPU_DEVICES", "PJRT_NPROC")
+_in_effect: str | None = None  # what the first effective `configure` set
 
 
 def user_chose() -> bool:
@@ -54,13 +55,15 @@ def configure(layout: str | None = None) -> str:
       "split", "default", "environment" (left as the user set it) or "started" (JAX had
       already started its backends in this process: nothing can change any more).
     """
+    global _in_effect
     if layout is not None and layout not in LAYOUTS:
         raise ValueError(f"cpu layout must be one of {LAYOUTS}; got {layout!r}")
     if _backend_started():
         return "started"
     if layout is None and user_chose():
+        _in_effect = "environment"
         return "environment"
-    layout = layout or "split"
+    layout = _in_effect = layout or "split"
     if layout == "split":
         cores = str(os.cpu_count() or 1)
         os.environ["JAX_NUM_CPU_DEVICES"] = cores
@@ -70,3 +73,11 @@ def configure(layout: str | None = None) -> str:
 
             jax.config.update("jax_num_cpu_devices", int(cores))
     return layout
+
+
+def in_effect() -> str:
+    """The layout of this process: what `configure` set ("split", "default" or
+    "environment"), else "environment" or "default" as the environment leaves it."""
+    if _in_effect is not None:
+        return _in_effect
+    return "environment" if user_chose() else "default"
