@@ -38,11 +38,19 @@ def device_layout(
 ) -> tuple[list, int | None]:
     """The devices the grid is split over, and the chunk size in effect on each.
 
-    The grid is split over the most devices (at most `max_devices`) that divide it. The
-    chunk is None where a device holds no more than one chunk.
+    The grid is split over the most devices (at most `max_devices`) that divide it; with
+    several processes, over every device of every process. The chunk is None where a
+    device holds no more than one chunk.
     """
     devices = jax.devices()
-    if max_devices is not None:
+    if jax.process_count() > 1:
+        if grid_size % len(devices) or max_devices not in (None, len(devices)):
+            raise ValueError(
+                f"with {jax.process_count()} processes the grid is split over all "
+                f"{len(devices)} devices: its {grid_size} points (seeds x sweep points) must "
+                "be a multiple of that"
+            )
+    elif max_devices is not None:
         devices = devices[:max_devices]
     n_dev = max(d for d in range(1, len(devices) + 1) if grid_size % d == 0)
     if n_dev < len(devices):
@@ -86,7 +94,7 @@ class Program:
         max_devices=None,
         echo: Callable[[str], None] = print,
     ):
-        self.grid, self.scan = grid, scan
+        self.algo, self.grid, self.scan = algo, grid, scan
         self.keys = jnp.stack([jax.random.key(s) for s in grid.grid_seeds])
         self.axes = stabilizers.seed_axes(jax.eval_shape(algo.init, self.keys[0], config))
         self._init = jax.vmap(algo.init, in_axes=(0, grid.axes), out_axes=self.axes)
@@ -220,8 +228,16 @@ class Program:
 
     def evaluate(self, states, segment_index: int) -> dict[str, np.ndarray]:
         """The evaluation metrics of every grid point after segment `segment_index`."""
-        out = jax.device_get(self._eval(states, self.config, self.eval_keys(segment_index)))
-        return {k: np.asarray(v) for k, v in out.items()}
+        return self.fetch(self._eval(states, self.config, self.eval_keys(segment_index)))
+
+    def fetch(self, tree):
+        """`tree`'s arrays as numpy arrays of the whole grid, on every process (gathered
+        from the other processes' devices when there are several)."""
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            tree = multihost_utils.process_allgather(tree, tiled=True)
+        return jax.tree.map(np.asarray, jax.device_get(tree))
 
 
 class HostLoop:
