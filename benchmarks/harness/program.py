@@ -23,6 +23,13 @@ def _is_none(x: Any) -> bool:
     return x is None
 
 
+def _eval_key(key: jax.Array, count: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(key, EVAL_STREAM), count)
+
+
+_eval_keys = jax.vmap(_eval_key, in_axes=(0, None))  # the grid's keys, one count
+
+
 def tree_all_finite(tree: Any) -> jax.Array:
     """True when every float leaf of `tree` is finite."""
     oks = [
@@ -130,15 +137,27 @@ class Program:
         """`tree` put on the devices, split along the grid axis where `specs` say so."""
         if self.mesh is None:
             return tree
+        if jax.process_count() > 1:
+            # as jax.Arrays (Python scalars keep their weak type): device_put's check that
+            # every process passes the same value compares a float64 value with its gathered
+            # float32 copies, and fails
+            tree = jax.tree.map(lambda x: x if isinstance(x, jax.Array) else jnp.asarray(x), tree)
         shardings = jax.tree.map(lambda s: NamedSharding(self.mesh, s), specs)
         return jax.device_put(tree, shardings)
 
     # ---- init
 
+    def computed(self, f, specs, *args):
+        """`f(*args)` placed on the devices as `specs` say; with several processes, jitted
+        so that each process computes its own devices' part."""
+        if jax.process_count() > 1:
+            shardings = jax.tree.map(lambda s: NamedSharding(self.mesh, s), specs)
+            return jax.jit(f, out_shardings=shardings)(*args)
+        return self.place(f(*args), specs)
+
     def init(self):
         """The initial states of the grid, placed on the devices."""
-        states = jax.jit(self._init)(self.keys, self.grid.config)
-        return self.place(states, self.state_specs)
+        return self.computed(jax.jit(self._init), self.state_specs, self.keys, self.grid.config)
 
     # ---- segments
 
@@ -205,11 +224,7 @@ class Program:
 
     def eval_keys(self, segment_index: int):
         """The evaluation key of each grid point after segment `segment_index` (-1: before)."""
-
-        def key(k):
-            return jax.random.fold_in(jax.random.fold_in(k, EVAL_STREAM), segment_index + 1)
-
-        return self.place(jax.vmap(key)(self.keys), P(GRID_AXIS))
+        return self.computed(_eval_keys, P(GRID_AXIS), self.keys, segment_index + 1)
 
     # ---- compiled
 
