@@ -39,6 +39,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def nonnegative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {text!r}")
+    return value
+
+
 def add_layout_flag(parser: argparse.ArgumentParser) -> None:
     """Adds `--cpu-layout {split,default}` (default: split unless the environment chose)."""
     parser.add_argument(
