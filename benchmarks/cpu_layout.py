@@ -48,8 +48,8 @@ def configure(layout: str | None = None) -> str:
     """Sets the CPU layout for this process; returns the layout in effect.
 
     Args:
-      layout: "split", "default", or None for "split" unless the environment already
-        chose ("environment" is returned then).
+      layout: "split", "default", or None for what an earlier call chose, else "split"
+        unless the environment already chose ("environment" is returned then).
 
     Returns:
       "split", "default", "environment" (left as the user set it) or "started" (JAX had
@@ -60,6 +60,8 @@ def configure(layout: str | None = None) -> str:
         raise ValueError(f"cpu layout must be one of {LAYOUTS}; got {layout!r}")
     if _backend_started():
         return "started"
+    if layout is None and _in_effect is not None:  # an earlier call of this process chose
+        return _in_effect
     if layout is None and user_chose():
         _in_effect = "environment"
         return "environment"
