@@ -115,13 +115,11 @@ class Checkpoints:
     coordinates them); only process 0 moves a skipped one.
     """
 
-    def __init__(self, out_dir: str, keep: int | None, *, read_only: bool = False):
+    def __init__(self, out_dir: str, keep: int | None, *, create: bool = True):
         import orbax.checkpoint as ocp
 
         self.out_dir = out_dir
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=not read_only, read_only=read_only
-        )
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create)
         self._manager = ocp.CheckpointManager(os.path.join(out_dir, "checkpoints"), options=options)
 
     def steps(self) -> list[int]:
@@ -232,7 +230,7 @@ def saved_meta(out_dir: str) -> dict | None:
     """The meta of the newest readable checkpoint in `out_dir`, or None; creates nothing."""
     if not os.path.isdir(os.path.join(out_dir, "checkpoints")):
         return None
-    store = Checkpoints(out_dir, None, read_only=True)
+    store = Checkpoints(out_dir, None, create=False)  # read, never saved to
     try:
         for step in store.steps():
             try:
