@@ -26,7 +26,7 @@ References:
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -54,13 +54,13 @@ class Config:
     """Transitions per gradient step."""
     hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(120, 84))
     """Hidden layer widths of the Q-network."""
-    target: str = struct.field(pytree_node=False, default="periodic")
+    target: Literal["periodic", "ema", "none"] = struct.field(pytree_node=False, default="periodic")
     """Target network: "periodic" (hard copy), "ema" (soft, tau) or "none"."""
     target_every: int = struct.field(pytree_node=False, default=500)
     """Env steps between hard copies of the "periodic" target (a multiple of train_every)."""
     double: bool = struct.field(pytree_node=False, default=False)
     """Double DQN: the online network picks the next action, the target network values it."""
-    loss: str = struct.field(pytree_node=False, default="mse")
+    loss: Literal["mse", "huber"] = struct.field(pytree_node=False, default="mse")
     """TD loss: "mse" (squared error) or "huber"."""
     learning_starts: int = struct.field(pytree_node=False, default=10_000)
     """Env steps of pure exploration before the first gradient step."""
@@ -70,7 +70,7 @@ class Config:
     """Env steps over which epsilon falls linearly from epsilon_start to epsilon_end."""
     eval_episodes: int = struct.field(pytree_node=False, default=10)
     """Greedy episodes per evaluation."""
-    replay: str = struct.field(pytree_node=False, default="ring")
+    replay: Literal["ring", "flashbax"] = struct.field(pytree_node=False, default="ring")
     """Replay buffer: "ring" (shared write position) or "flashbax" (its item buffer)."""
     learning_rate: float = 2.5e-4
     """Adam step size."""
@@ -329,6 +329,10 @@ def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Arra
 
 def units(config: Config) -> tuple[str, int]:
     return "env_steps", config.num_envs
+
+
+RUN_LENGTH_FIELDS = ("total_steps",)
+"""Config fields that only set the run's length (epsilon's schedule is in env steps)."""
 
 
 PRESETS = {

@@ -273,6 +273,8 @@ def evaluate(state: State, config: Config, key: jax.Array) -> dict[str, jax.Arra
 
 
 units = actor_critic.units
+RUN_LENGTH_FIELDS = ("total_steps",)
+"""Config fields that only set the run's length (no schedule depends on it)."""
 
 
 PRESETS = {

@@ -4,14 +4,21 @@ An algorithm is a module with
 
 - `Config`: a frozen `flax.struct.dataclass`; sizes, counts and choices are static fields
   (`pytree_node=False`), float hyperparameters are pytree leaves (the harness vmaps a
-  sweep over them);
+  sweep over them). A choice among fixed values is a `typing.Literal` field, so that the
+  command line lists the values and rejects others; a plain `str` field holds free text
+  only (`FREE_TEXT`: an environment id, a path);
 - `init(key, config) -> state`;
 - `step(state, config) -> (state, metrics)`: one training iteration, pure and jit-able;
   `metrics` is a dict of scalars, all finite while training is healthy;
 - `evaluate(state, config, key) -> metrics`: a dict of scalars;
 - `units(config) -> (name, count)`: what one iteration consumes, e.g. `("env_steps", 4)`;
 - `PRESETS: dict[str, Config]`: its named configs; `PRESETS["smoke"]` is a run of a few
-  seconds on a CPU.
+  seconds on a CPU;
+- optionally `RUN_LENGTH_FIELDS: tuple[str, ...]`: the config fields that only set how
+  long a run is (DQN's `total_steps`: its schedules count env steps). A run resumed with
+  other values of these fields extends (or continues) the checkpointed one; any other
+  difference, such as the `total_steps` that a cosine schedule spans, makes it another
+  run, which the harness refuses to resume. Absent: no such field.
 
 `benchmarks/toy.py` is the template. The families (`agents`, `generative`,
 `representation`) never import `benchmarks`, so the protocol checks them from outside:
@@ -54,6 +61,10 @@ class Algorithm(Protocol):
 
 MEMBERS = ("Config", "init", "step", "evaluate", "units", "PRESETS")
 """What `Algorithm` asks of a module, in the order the contract lists it."""
+
+FREE_TEXT = ("env", "data_dir", "data_path", "root")
+"""The `str` config fields that hold free text (an environment id, paths); every other
+string field of a registered algorithm's config is a `typing.Literal` of its choices."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +110,10 @@ def check(module: Any, label: str | None = None) -> None:
     wrong = [k for k, v in module.PRESETS.items() if not isinstance(v, module.Config)]
     if wrong:
         raise TypeError(f"{label}.PRESETS: {', '.join(map(repr, wrong))} are not {label}.Config")
+    fields = {f.name for f in dataclasses.fields(module.Config)}
+    run_length = getattr(module, "RUN_LENGTH_FIELDS", ())
+    if not isinstance(run_length, tuple) or not set(run_length) <= fields:
+        raise TypeError(f"{label}.RUN_LENGTH_FIELDS must be a tuple of {label}.Config fields")
 
 
 def registry() -> dict[str, str]:

@@ -26,7 +26,7 @@ References:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,7 +52,7 @@ class Config:
 
     batch_size: int = struct.field(pytree_node=False, default=32)
     """Transitions sampled per update (`update="sampled"`)."""
-    update: str = struct.field(pytree_node=False, default="sampled")
+    update: Literal["sampled", "expected"] = struct.field(pytree_node=False, default="sampled")
     """"sampled": a minibatch of transitions from the behaviour; "expected": the average
     over every transition with its probability (S&B eq. 11.9)."""
     learning_rate: float = 0.01

@@ -13,7 +13,8 @@ command again to resume) into `runs/consistency/<study>/`, then write figures to
     python -m benchmarks.consistency_study dropout    # iCT, dropout 0 vs 0.3, 3 seeds
 
 `--iterations N` overrides a study's length (the schedules span the new length, so a
-run resumed with another length is refused by the harness).
+run resumed with another length is refused by the harness). Every results file carries
+the provenance of the command that wrote it.
 
 2-D results give the energy distance twice: the V-statistic (`energy_*`, `ratio_*`) and the
 unbiased U-statistic (`energy_u_*`). A "ratio" is V(samples, held-out) over the floor
@@ -25,7 +26,6 @@ estimates D itself, without bias at any n (about 0 between two held-out sets).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -37,7 +37,7 @@ import jax
 import numpy as np
 
 import stabilizers
-from benchmarks import harness, plots, provenance
+from benchmarks import cli, harness, plots, provenance
 from benchmarks.stats import iqm
 from generative import consistency as ct
 
@@ -118,6 +118,8 @@ def _run(name, config, iterations, seeds=1, sweep=None, segments=40, eval_every=
 
 
 def _write(name: str, payload: dict) -> None:
+    """Writes `docs/results/<name>.json` with the provenance of this command."""
+    payload = {**payload, "provenance": payload.get("provenance") or provenance.provenance()}
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
         json.dump(harness.jsonable(payload), f, indent=1)
@@ -493,22 +495,18 @@ def images(
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.consistency_study",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.Parser(prog="python -m benchmarks.consistency_study", description=__doc__)
     p.add_argument("study", choices=STUDIES)
-    p.add_argument("--iterations", type=int, default=None)
+    p.add_argument("--iterations", type=cli.positive_int, default=None)
     p.add_argument(
         "--stop-after-segments",
-        type=int,
+        type=cli.positive_int,
         default=None,
         help="images: return after this many segments (resume later)",
     )
     p.add_argument(
         "--upto",
-        type=int,
+        type=cli.positive_int,
         default=None,
         help="images: grids and distances of the checkpoint at this iteration (run unfinished)",
     )
@@ -517,7 +515,9 @@ def main(argv=None) -> int:
         default="",
         help="images: suffix of the run directory, figures and results (e.g. _cpu)",
     )
+    cli.add_layout_flag(p)
     args = p.parse_args(argv)
+    cli.configure_layout(args)
     iterations = args.iterations or DEFAULT_ITERATIONS[args.study]
     if args.study == "ablation":
         ablation(iterations)

@@ -22,6 +22,7 @@ import sys
 
 LAYOUTS = ("split", "default")
 _CHOSEN = ("JAX_NUM_CPU_DEVICES", "PJRT_NPROC")
+_in_effect: str | None = None  # what the first effective `configure` set
 
 
 def user_chose() -> bool:
@@ -36,17 +37,21 @@ def configure(layout: str | None = None) -> str:
     """Sets the CPU layout for this process; returns the layout in effect.
 
     Args:
-      layout: "split", "default", or None for "split" unless the environment already
-        chose ("environment" is returned then).
+      layout: "split", "default", or None for what an earlier call chose, else "split"
+        unless the environment already chose ("environment" is returned then).
 
     Returns:
       "split", "default", "environment" (left as the user set it) or "started" (JAX had
       already started its backends in this process with another device count: nothing
       can change any more).
     """
+    global _in_effect
     if layout is not None and layout not in LAYOUTS:
         raise ValueError(f"cpu layout must be one of {LAYOUTS}; got {layout!r}")
+    if layout is None and _in_effect is not None:  # an earlier call of this process chose
+        return _in_effect
     if layout is None and user_chose():
+        _in_effect = "environment"
         return "environment"
     layout = layout or "split"
     if layout == "split":
@@ -60,4 +65,13 @@ def configure(layout: str | None = None) -> str:
                 return "started"
         os.environ["JAX_NUM_CPU_DEVICES"] = str(cores)
         os.environ["PJRT_NPROC"] = "1"
+    _in_effect = layout
     return layout
+
+
+def in_effect() -> str:
+    """The layout of this process: what `configure` set ("split", "default" or
+    "environment"), else "environment" or "default" as the environment leaves it."""
+    if _in_effect is not None:
+        return _in_effect
+    return "environment" if user_chose() else "default"

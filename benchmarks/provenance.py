@@ -19,6 +19,8 @@ import shlex
 import subprocess
 import sys
 
+from benchmarks import cpu_layout
+
 PACKAGES = ("jax", "jaxlib", "optax", "flax", "gymnax", "orbax-checkpoint", "brax", "numpy")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,6 +28,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def now() -> str:
     """The current UTC time, ISO 8601 to the second."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+IMPORTED = now()
+"""When this module was first imported: near the start of a command that writes results."""
 
 
 def _git(*args: str) -> str | None:
@@ -73,7 +79,8 @@ def cpu_model() -> str:
 
 
 def machine() -> dict:
-    """JAX's backend, the kind and count of its devices, the host's CPU and core count."""
+    """JAX's backend, the kind and count of its devices (all processes'), the CPU layout
+    (`benchmarks.cpu_layout`), the host's CPU and core count."""
     import jax
 
     devices = jax.devices()
@@ -84,6 +91,7 @@ def machine() -> dict:
         "device_kind": kind,
         "device_count": len(devices),
         "process_count": jax.process_count(),
+        "cpu_layout": cpu_layout.in_effect(),
         "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "hostname": platform.node(),
@@ -103,8 +111,10 @@ def command(argv: list[str] | None = None) -> str:
     return shlex.join(argv)
 
 
-def provenance(started: str, argv: list[str] | None = None) -> dict:
-    """Everything above, with the UTC start `started` (from `now()`) and the end now."""
+def provenance(started: str | None = None, argv: list[str] | None = None) -> dict:
+    """Everything above, with the UTC start `started` (from `now()`; default `IMPORTED`)
+    and the end now."""
+    started = started or IMPORTED
     return {
         **git_state(),
         "versions": versions(),

@@ -17,14 +17,14 @@ learning curves of the greedy / deterministic evaluation return), and prints a M
 table.
 
 By default the runs split the CPU into one JAX device per core with one XLA thread each
-(`JAX_NUM_CPU_DEVICES`, `PJRT_NPROC`, set before JAX starts): the harness spreads the
-seeds over the devices, and no small kernel waits on a second thread (`rl_throughput.py`
-measures the difference).
+(`--cpu-layout split`, `benchmarks.cpu_layout`, set before JAX starts): the harness spreads
+the seeds over the devices, and no small kernel waits on a second thread
+(`rl_throughput.py` measures the difference). `docs/results/rl_<study>.json` holds
+`{"provenance": ..., "variants": {name: {..., "provenance": of its run}}}`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -32,6 +32,8 @@ import sys
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from benchmarks import cli, provenance
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -189,16 +191,15 @@ def report(study: str) -> str:
             "run_seconds": res["run_seconds"],
             "devices": res["devices"],
             "config": res["config"],
+            "provenance": res.get("provenance"),
         }
         lines.append(
             f"| {name} | {len(final)} | {stats.iqm(final):.1f} [{lo:.1f}, {hi:.1f}] | "
             f"{final.mean():.1f} +- {final.std():.1f} | {res['env_steps_per_second']:,.0f} | "
             f"{res['compile_seconds']:.1f} |"
         )
-    os.makedirs(os.path.join(ROOT, "docs", "results"), exist_ok=True)
+    write_table(os.path.join(ROOT, "docs", "results", f"rl_{study}.json"), table)
     os.makedirs(os.path.join(ROOT, "docs", "figures"), exist_ok=True)
-    with open(os.path.join(ROOT, "docs", "results", f"rl_{study}.json"), "w") as f:
-        json.dump(table, f, indent=1)
     # one figure: every variant's curve on the shared x grid of the longest run
     x = max((r[3] for r in rows), key=len)
     ys, labels = [], []
@@ -224,22 +225,26 @@ def report(study: str) -> str:
     return "\n".join(lines)
 
 
+def write_table(path: str, table: dict) -> None:
+    """Writes a study's table of variants with the provenance of this command."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"provenance": provenance.provenance(), "variants": table}, f, indent=1)
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.rl_studies",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.Parser(prog="python -m benchmarks.rl_studies", description=__doc__)
     p.add_argument("study", choices=[*COMMANDS, "report"])
-    p.add_argument("--seeds", type=int, default=8)
+    p.add_argument("--seeds", type=cli.positive_int, default=8)
     p.add_argument("--only", default=None, help="run one variant of the study")
-    p.add_argument("--cpu-devices", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--cpu-threads", type=int, default=1)
+    cli.add_layout_flag(p)
     args, extra = p.parse_known_args(argv)
-    if "jax" not in sys.modules:  # the CPU layout is read once, when JAX starts
-        os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(args.cpu_devices))
-        os.environ.setdefault("PJRT_NPROC", str(args.cpu_threads))
+    cli.configure_layout(args)
     names = list(COMMANDS.values()) if args.study == "report" else [COMMANDS[args.study]]
+    if args.only is not None:
+        variants = list(studies()[names[0]]) if args.study != "report" else []
+        if _slug(args.only) not in map(_slug, variants):
+            p.error(f"--only {args.only!r}: the {args.study} study's variants are {variants}")
     for study in names:
         if args.study != "report":
             run_study(study, args.seeds, args.only, extra)

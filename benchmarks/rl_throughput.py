@@ -31,8 +31,10 @@ seconds) and reports the median segment, so a burst of another job on a shared m
 does not decide the number; the whole-run rate is kept beside it in the JSON.
 
 Each measurement is cached in `runs/rl/throughput/`; running the command again skips
-what is there (`--fresh` redoes it). Results: `docs/results/rl_throughput.json`,
-`docs/figures/rl_throughput.png`, and a Markdown table on stdout.
+what is there (`--fresh` redoes it). Results: `docs/results/rl_throughput.json` (a list of
+parts, each with the provenance of the process that measured it, its CPU layout included),
+`docs/figures/rl_throughput.png`, and a Markdown table on stdout. The command sets each
+worker's layout itself (`benchmarks.cpu_layout.configure`), so it has no `--cpu-layout`.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ import sys
 import time
 
 import numpy as np
+
+from benchmarks import cli, cpu_layout, provenance
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.path.join(ROOT, "runs", "rl", "throughput")
@@ -270,7 +274,9 @@ def measure_anchor(seeds: int, total_steps: int) -> dict:
 
 
 def worker(layout: str, part: str) -> dict:
-    """Runs one part in this process (whose CPU layout is already set) and returns it."""
+    """Runs one part in this process and returns it with its provenance; sets the CPU
+    layout first (when JAX has not started)."""
+    cpu_layout.configure(layout)
     out = {"layout": layout, "part": part, "gemm_flops_per_second": gemm_rate()}
     if part in ("dqn", "td3"):
         out["rows"] = [measure_agent(part, s) for s in (SEEDS if layout == "split" else (8,))]
@@ -284,6 +290,7 @@ def worker(layout: str, part: str) -> dict:
         out["rows"] = [measure_anchor(8, ANCHOR_STEPS), measure_anchor(1, ANCHOR_STEPS)]
     for row in out["rows"]:
         row["utilisation"] = row["flops_per_second"] / out["gemm_flops_per_second"]
+    out["provenance"] = provenance.provenance()
     return out
 
 
@@ -306,10 +313,7 @@ def _run_part(layout: str, part: str, fresh: bool) -> dict:
         with open(path) as f:
             return json.load(f)
     cmd = [sys.executable, "-m", "benchmarks.rl_throughput", "--worker", layout, part]
-    env = dict(os.environ)
-    if layout == "split":
-        env["PJRT_NPROC"] = "1"
-        env["JAX_NUM_CPU_DEVICES"] = str(os.cpu_count() or 1)
+    env = {k: v for k, v in os.environ.items() if k not in ("PJRT_NPROC", "JAX_NUM_CPU_DEVICES")}
     print(f"[rl_throughput] {layout} {part} ...", file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode:
@@ -382,13 +386,14 @@ def _figure(results: list[dict], path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.rl_throughput",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.Parser(prog="python -m benchmarks.rl_throughput", description=__doc__)
     p.add_argument("--worker", nargs=2, metavar=("LAYOUT", "PART"), help=argparse.SUPPRESS)
-    p.add_argument("--only", default=None, help="LAYOUT:PART, e.g. split:dqn")
+    p.add_argument(
+        "--only",
+        default=None,
+        choices=[f"{layout}:{part}" for layout, part in PARTS],
+        help="LAYOUT:PART, e.g. split:dqn",
+    )
     p.add_argument("--fresh", action="store_true", help="redo cached measurements")
     p.add_argument(
         "--interleaved",

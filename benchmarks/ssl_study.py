@@ -12,11 +12,13 @@ at iteration 0), and writes a Markdown table, a JSON file and a figure:
 
     docs/results/byol_ablation.{md,json}   docs/figures/byol_ablation.png
     docs/results/ssl_compare.{md,json}     docs/figures/ssl_compare.png
-    docs/results/moco_v2_blur.{md,json}    (with the command and its provenance)
+    docs/results/moco_v2_blur.{md,json}
 
-Runs live under `runs/` and resume from their checkpoints: an interrupted study (or one
-stopped by `--stop-after-segments`) continues where it stopped when the same command is
-run again, and writes its report once every run has finished.
+Every JSON file carries the provenance of the command that wrote it. Runs live under
+`runs/` and resume from their checkpoints: an interrupted study (or one stopped by
+`--stop-after-segments`) continues where it stopped when the same command is run again
+(the command exits with status 3 until then), and writes its report once every run has
+finished.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from benchmarks import provenance
+from benchmarks import cli, provenance
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")  # where reports go (--docs)
@@ -239,7 +241,7 @@ def ablation_report(runs, args, pixels) -> str:
         "collapse_std_threshold": COLLAPSE_STD,
         "seeds": args.seeds,
     }
-    _write("byol_ablation", "\n".join(lines) + "\n", summary, args.docs)
+    _write("byol_ablation", "\n".join(lines) + "\n", summary, args)
     _ablation_figure(runs, args)
     return "\n".join(lines)
 
@@ -355,7 +357,7 @@ def compare_report(runs, args, pixels) -> str:
         "random_encoder": {"linear_probe": random_lp, "knn": random_knn},
         "seeds": args.seeds,
     }
-    _write("ssl_compare", "\n".join(lines) + "\n", summary, args.docs)
+    _write("ssl_compare", "\n".join(lines) + "\n", summary, args)
     _compare_figure(runs, args)
     return "\n".join(lines)
 
@@ -440,20 +442,20 @@ def blur_report(runs, args, pixels) -> str:
         "rows": rows,
         "raw_pixels": pixels,
         "seeds": args.seeds,
-        "command": provenance.command(),
-        "provenance": provenance.provenance(args.started),
     }
-    _write("moco_v2_blur", "\n".join(lines) + "\n", summary, args.docs)
+    _write("moco_v2_blur", "\n".join(lines) + "\n", summary, args)
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- main
 
 
-def _write(name: str, markdown: str, summary: dict, docs: str) -> None:
+def _write(name: str, markdown: str, summary: dict, args: argparse.Namespace) -> None:
+    """Writes `<docs>/results/<name>.md` and `.json`, the JSON with the command's provenance."""
     from benchmarks.harness import jsonable
 
-    folder = os.path.join(docs, "results")
+    summary = {**summary, "provenance": provenance.provenance(args.started)}
+    folder = os.path.join(args.docs, "results")
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, f"{name}.md"), "w") as f:
         f.write(markdown)
@@ -463,27 +465,25 @@ def _write(name: str, markdown: str, summary: dict, docs: str) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The study's command line; `total_steps` defaults to 1500 iterations of the batch."""
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.ssl_study",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.Parser(prog="python -m benchmarks.ssl_study", description=__doc__)
     p.add_argument("study", choices=STUDIES)
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=cli.positive_int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--total-steps",
-        type=int,
+        type=cli.positive_int,
         default=None,
         help="samples per run (default: 1500 iterations of --batch-size)",
     )
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--segments", type=int, default=20, help="logged segments per run")
-    p.add_argument("--eval-every", type=int, default=4, help="segments between evaluations")
-    p.add_argument("--checkpoint-every", type=int, default=4)
+    p.add_argument("--batch-size", type=cli.positive_int, default=256)
+    p.add_argument("--segments", type=cli.positive_int, default=20, help="logged segments per run")
+    p.add_argument(
+        "--eval-every", type=cli.positive_int, default=4, help="segments between evaluations"
+    )
+    p.add_argument("--checkpoint-every", type=cli.positive_int, default=4)
     p.add_argument(
         "--stop-after-segments",
-        type=int,
+        type=cli.positive_int,
         default=None,
         help="return after this many segments of each run (resume later)",
     )
@@ -496,7 +496,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", default=os.path.join("runs"), help="folder of the runs")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--docs", default=DOCS, help="folder of results/ and figures/ (the README's)")
+    cli.add_layout_flag(p)
     args = p.parse_args(argv)
+    cli.configure_layout(args)
     if args.total_steps is None:
         args.total_steps = args.batch_size * 1500
     args.started = provenance.now()
@@ -518,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [run.name for run in runs]
     unknown = sorted(set(args.only) - set(names))
     if unknown:
-        raise SystemExit(f"--only {unknown}: the {args.study} study's runs are {names}")
+        cli.fail("python -m benchmarks.ssl_study", f"--only {unknown}: the runs are {names}")
     done = [
         _train(run, args, iterations)
         if not args.only or run.name in args.only
@@ -527,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if not all(done):
         print("[ssl_study] not finished: run the same command again to continue", file=sys.stderr)
-        return 2
+        return 3
     pixels = _baselines(runs[0].config.data, runs[0].config.probe_train)
     report = report_of(runs, args, pixels)
     print(report)

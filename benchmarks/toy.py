@@ -21,7 +21,7 @@ benchmarks.train --algo NAME` then runs it and `tests/test_conformance.py` check
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +40,9 @@ class Config:
     """Dimension of theta."""
     batch_size: int = struct.field(pytree_node=False, default=32)
     """Noisy targets averaged per step."""
-    target: str = struct.field(pytree_node=False, default="ema")
+    target: Literal["ema", "periodic", "periodic_ema", "none"] = struct.field(
+        pytree_node=False, default="ema"
+    )
     """Target network: "ema", "periodic", "periodic_ema" or "none" (online params behind a
     stop-gradient)."""
     copy_every: int = 10

@@ -9,7 +9,17 @@ algorithm's units: env steps, samples, ...; also written into a `total_steps` co
 when there is one), `--sweep field=v1,v2,...` (repeatable; float fields are vmapped in one
 program, static fields run one program per value into `OUT/field=value/`), `--out DIR`,
 and the harness options below. Every field of the algorithm's `Config` is a flag too
-(`--learning-rate 0.1`); `--algo toy --help` lists them.
+(`--learning-rate 0.1`); `--algo toy --help` lists them, with the values of each choice.
+
+Every argument is checked before anything compiles or is written (the algorithm's own
+checks of its config run on abstract values, `jax.eval_shape`): a bad one ends the command
+with one line naming it and exit status 2. A run that did not complete exits with 3.
+
+`--cpu-layout` picks how the CPU is split into JAX devices (default: one device per core,
+`benchmarks.cpu_layout`). `--distributed` joins a multi-process run (`jax.distributed`, CPU
+collectives over gloo): every process runs the same command with its own `--process-id`
+(or `JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID`); the grid is split
+over every process's devices and process 0 writes the files.
 """
 
 from __future__ import annotations
@@ -21,18 +31,21 @@ import json
 import math
 import os
 import sys
-from typing import Any
+import typing
+from typing import Any, NamedTuple
 
-from benchmarks import algorithm
+from benchmarks import algorithm, cli
+
+PROG = "python -m benchmarks.train"
 
 
 def load_entry(name: str) -> algorithm.Entry:
-    """The registered algorithm `name`; exits saying why when it cannot be loaded (an
-    unknown name lists the registered ones, a missing dependency is named)."""
+    """The registered algorithm `name`; a usage error when it cannot be loaded (an unknown
+    name lists the registered ones, a missing dependency is named)."""
     try:
         return algorithm.load(name)
     except (ValueError, TypeError, ModuleNotFoundError) as e:
-        raise SystemExit(f"--algo {name}: {e}") from e
+        cli.fail(PROG, f"--algo {name}: {e}")
 
 
 def load_algorithm(name: str):
@@ -40,55 +53,76 @@ def load_algorithm(name: str):
     return load_entry(name).module
 
 
-def _parse_value(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    return text
+def _typed(hint: Any, text: str, item: str) -> Any:
+    """`text` as a value of the field type `hint`, or a usage error naming `--sweep item`."""
+    name = item.split("=", 1)[0]
+    if typing.get_origin(hint) is typing.Literal:
+        for choice in typing.get_args(hint):
+            if str(choice) == text:
+                return choice
+        choices = ", ".join(repr(c) for c in typing.get_args(hint))
+        cli.fail(PROG, f"--sweep {item}: {name} is one of {choices}; got {text!r}")
+    casts = {bool: lambda t: {"true": True, "false": False}[t.lower()], int: int, float: float}
+    if hint is str:
+        return text
+    if hint not in casts:
+        cli.fail(PROG, f"--sweep {item}: {name} ({hint}) cannot be swept from the command line")
+    try:
+        return casts[hint](text)
+    except (KeyError, ValueError):
+        kind = {bool: "true or false", int: "an integer", float: "a number"}[hint]
+        cli.fail(PROG, f"--sweep {item}: {name} takes {kind}; got {text!r}")
 
 
-def parse_sweep(items: list[str]) -> dict[str, list[Any]]:
-    """`["tau=0.001,0.005", "lr=1e-3"]` -> `{"tau": [0.001, 0.005], "lr": [0.001]}`."""
+def parse_sweep(items: list[str], config: Any = None) -> dict[str, list[Any]]:
+    """`["tau=0.001,0.005", "target=ema,none"]` -> `{"tau": [0.001, 0.005], ...}`, each value
+    of the type of its field of `config` (a usage error names a bad item)."""
+    hints = typing.get_type_hints(type(config)) if config is not None else {}
     sweep: dict[str, list[Any]] = {}
     for item in items:
-        if "=" not in item:
-            raise SystemExit(f"--sweep takes field=v1,v2,...; got {item!r}")
-        name, values = item.split("=", 1)
+        name, sep, values = item.partition("=")
         name = name.strip().replace("-", "_")
-        sweep[name] = [_parse_value(v) for v in values.split(",") if v != ""]
-        if not sweep[name]:
-            raise SystemExit(f"--sweep {name} has no values")
+        if not sep:
+            cli.fail(PROG, f"--sweep {item}: expected field=v1,v2,...")
+        if config is not None and name not in hints:
+            cli.fail(
+                PROG,
+                f"--sweep {item}: {type(config).__module__}.Config has no field {name!r}; "
+                f"fields: {', '.join(sorted(hints))}",
+            )
+        texts = [v for v in values.split(",") if v != ""]
+        if not texts:
+            cli.fail(PROG, f"--sweep {item}: no values")
+        hint = hints.get(name, float)
+        sweep[name] = [_typed(hint, v, item) for v in texts]
     return sweep
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.train",
-        description=__doc__,
-        add_help=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--algo", required=True, help=f"one of {sorted(algorithm.registry())}")
+def build_parser() -> cli.Parser:
+    p = cli.Parser(prog=PROG, description=__doc__, add_help=False)
+    p.add_argument("--algo", default=None, help=f"one of {sorted(algorithm.registry())}")
     p.add_argument(
         "--preset", default=None, help="start from the algorithm's PRESETS[NAME] (e.g. smoke)"
     )
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds")
+    p.add_argument("--seeds", type=cli.positive_int, default=1, help="number of seeds")
     p.add_argument("--seed", type=int, default=0, help="first seed")
     p.add_argument(
         "--total-steps",
-        type=int,
+        type=cli.positive_int,
         default=None,
         help="run length in the algorithm's units (default: the config's total_steps)",
     )
     p.add_argument("--sweep", action="append", default=[], help="field=v1,v2,... (repeatable)")
     p.add_argument("--out", default=None, help="output directory (default runs/<algo>)")
-    p.add_argument("--segments", type=int, default=50, help="number of logged segments")
-    p.add_argument("--checkpoint-every", type=int, default=10, help="segments between checkpoints")
-    p.add_argument("--eval-every", type=int, default=5, help="segments between evaluations")
+    p.add_argument(
+        "--segments", type=cli.positive_int, default=50, help="number of logged segments"
+    )
+    p.add_argument(
+        "--checkpoint-every", type=cli.positive_int, default=10, help="segments between checkpoints"
+    )
+    p.add_argument(
+        "--eval-every", type=cli.positive_int, default=5, help="segments between evaluations"
+    )
     p.add_argument(
         "--no-resume", action="store_true", help="start over even if OUT has a checkpoint"
     )
@@ -101,63 +135,135 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--seed-chunk",
-        type=int,
+        type=cli.positive_int,
         default=None,
         help="vmap at most this many seeds x sweep points per device at a time (the rest run "
         "one chunk after another in the same program; faster once a wide vmap outgrows the "
         "CPU caches)",
     )
+    cli.add_layout_flag(p)
+    _add_distributed_flags(p)
     p.add_argument("-h", "--help", action="store_true")
     return p
 
 
+def _add_distributed_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-process run (jax.distributed; CPU collectives over gloo)",
+    )
+    p.add_argument(
+        "--coordinator", default=None, help="HOST:PORT of process 0 (JAX_COORDINATOR_ADDRESS)"
+    )
+    p.add_argument(
+        "--num-processes", type=cli.positive_int, default=None, help="(JAX_NUM_PROCESSES)"
+    )
+    p.add_argument(
+        "--process-id", type=int, default=None, help="this process, 0.. (JAX_PROCESS_ID)"
+    )
+
+
+def start_distributed(args: argparse.Namespace) -> None:
+    """Joins the processes of a multi-process run; call it before JAX starts its backends."""
+    import jax
+
+    def env_int(name: str) -> int | None:
+        text = os.environ.get(name)
+        return int(text) if text else None
+
+    try:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(
+            coordinator_address=args.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS"),
+            num_processes=args.num_processes or env_int("JAX_NUM_PROCESSES"),
+            process_id=args.process_id
+            if args.process_id is not None
+            else env_int("JAX_PROCESS_ID"),
+        )
+    except (ValueError, RuntimeError) as e:
+        cli.fail(PROG, f"--distributed: {' '.join(str(e).split())}")
+
+
+class Planned(NamedTuple):
+    """One harness run of the command: a static combination of `--sweep` values."""
+
+    combo: dict[str, Any]
+    config: Any
+    out_dir: str
+    iterations: int
+    segment_length: int
+    label: str
+
+
 def main(argv: list[str] | None = None) -> int:
-    import tyro
-
-    from benchmarks import harness
-
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if args.help and args.algo is None:
-        parser.print_help()
-        return 0
+    if args.algo is None:
+        if args.help:
+            parser.print_help()
+            return 0
+        parser.error("--algo is required")
+    cli.configure_layout(args)
+    if args.distributed:
+        start_distributed(args)
     entry = load_entry(args.algo)
-    algo = entry.module
+    config = _parse_config(entry, args, rest)
+    sweep = parse_sweep(args.sweep, config)
+    static = {k: v for k, v in sweep.items() if not _is_leaf_field(config, k)}
+    vmapped = {k: v for k, v in sweep.items() if k not in static}
+    runs = [_plan(args, rest, entry, config, combo, vmapped) for combo in _combos(static)]
+    return _train(args, entry, runs, vmapped)
+
+
+def _parse_config(entry: algorithm.Entry, args: argparse.Namespace, rest: list[str]):
+    """The algorithm's config: the preset (or the entry's default) and its own flags."""
+    import tyro
+
     config = tyro.cli(
-        algo.Config,
+        entry.module.Config,
         args=rest + (["--help"] if args.help else []),
         default=_preset(entry, args.preset),
-        prog=f"python -m benchmarks.train --algo {args.algo}",
+        prog=f"{PROG} --algo {args.algo}",
     )
-    names = {f.name for f in dataclasses.fields(config)}
-    if args.total_steps is not None and "total_steps" in names:
+    if args.total_steps is not None and "total_steps" in _field_names(config):
         config = dataclasses.replace(config, total_steps=args.total_steps)
-    unit_name, per_iteration = harness.units(algo, config)
-    total = (
-        args.total_steps if args.total_steps is not None else getattr(config, "total_steps", None)
-    )
-    if total is None:
-        raise SystemExit("--total-steps is required for this algorithm")
-    iterations = max(1, math.ceil(total / per_iteration))
-    segment_length = max(1, math.ceil(iterations / max(1, args.segments)))
+    return config
 
-    sweep = parse_sweep(args.sweep)
-    static = {k: v for k, v in sweep.items() if k in names and not _is_leaf_field(config, k)}
-    vmapped = {k: v for k, v in sweep.items() if k not in static}
+
+def _combos(static: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    return [dict(zip(static, vals, strict=True)) for vals in itertools.product(*static.values())]
+
+
+def _plan(args, rest, entry, config, combo, vmapped) -> Planned:
+    """One run, checked as the harness would check it, before anything compiles or is
+    written; a usage error (exit status 2) names what is wrong."""
+    from benchmarks import harness
+    from benchmarks.harness import checkpoints
+
+    label = " ".join(
+        [f"--algo {args.algo}"]
+        + ([f"--preset {args.preset}"] if args.preset else [])
+        + rest
+        + [f"--sweep {k}={v}" for k, v in combo.items()]
+    )
+    cfg = dataclasses.replace(config, **combo) if combo else config
+    total = args.total_steps if args.total_steps is not None else getattr(cfg, "total_steps", None)
+    if total is None:
+        cli.fail(PROG, f"{label}: --total-steps is required (the config has no total_steps)")
+    _, per_iteration = harness.units(entry.module, cfg)
+    iterations = max(1, math.ceil(total / per_iteration))
     out = args.out or os.path.join("runs", args.algo)
-    combos = [dict(zip(static, vals, strict=True)) for vals in itertools.product(*static.values())]
-    summary = []
-    status = 0
-    for combo in combos:
-        cfg = dataclasses.replace(config, **combo) if combo else config
-        sub = os.path.join(out, ",".join(f"{k}={v}" for k, v in combo.items())) if combo else out
-        print(
-            f"[train] {args.algo} {unit_name}={iterations * per_iteration} seeds={args.seeds} "
-            f"sweep={vmapped or '{}'} {combo or ''} -> {sub}",
-            file=sys.stderr,
-        )
-        result = harness.run(
-            algo,
+    sub = os.path.join(out, ",".join(f"{k}={v}" for k, v in combo.items())) if combo else out
+    saved = None if args.no_resume else checkpoints.saved_meta(os.path.abspath(sub))
+    segment_length = (
+        int(saved["segment_length"])  # a resumed (or extended) run keeps its segments
+        if saved is not None and "segment_length" in saved
+        else max(1, math.ceil(iterations / args.segments))
+    )
+    try:
+        harness.check(
+            entry.module,
             cfg,
             iterations=iterations,
             seeds=args.seeds,
@@ -165,25 +271,72 @@ def main(argv: list[str] | None = None) -> int:
             sweep=vmapped,
             segment_length=segment_length,
             out_dir=sub,
+            resume=not args.no_resume,
+            name=entry.name,
+            on_nonfinite=args.on_nonfinite,
             checkpoint_every=args.checkpoint_every,
             eval_every=args.eval_every,
-            resume=not args.no_resume,
-            on_nonfinite=args.on_nonfinite,
-            progress=not args.no_progress,
-            scan=not args.host_loop,
             seed_chunk=args.seed_chunk,
-            name=entry.name,
         )
+    except ValueError as e:
+        cli.fail(PROG, f"{label}: {' '.join(str(e).split())}")
+    return Planned(combo, cfg, sub, iterations, segment_length, label)
+
+
+def _train(args, entry, runs: list[Planned], vmapped) -> int:
+    """Runs every planned run; writes `summary.json` when there are several."""
+    import jax
+
+    from benchmarks import harness
+
+    lead = jax.process_index() == 0
+    summary, status = [], 0
+    for run in runs:
+        unit_name, per_iteration = harness.units(entry.module, run.config)
+        if lead:
+            print(
+                f"[train] {args.algo} {unit_name}={run.iterations * per_iteration} "
+                f"seeds={args.seeds} sweep={vmapped or '{}'} {run.combo or ''} -> {run.out_dir}",
+                file=sys.stderr,
+            )
+        try:
+            result = harness.run(
+                entry.module,
+                run.config,
+                iterations=run.iterations,
+                seeds=args.seeds,
+                seed=args.seed,
+                sweep=vmapped,
+                segment_length=run.segment_length,
+                out_dir=run.out_dir,
+                checkpoint_every=args.checkpoint_every,
+                eval_every=args.eval_every,
+                resume=not args.no_resume,
+                on_nonfinite=args.on_nonfinite,
+                progress=not args.no_progress,
+                scan=not args.host_loop,
+                seed_chunk=args.seed_chunk,
+                name=entry.name,
+            )
+        except (harness.checkpoints.Incompatible, RuntimeError) as e:
+            cli.fail(PROG, f"{run.label}: {' '.join(str(e).split())}")
         summary.append(
-            {"static": combo, "out_dir": sub, "status": result.status, **_headline(result.results)}
+            {
+                "static": run.combo,
+                "out_dir": run.out_dir,
+                "status": result.status,
+                **_headline(result.results),
+            }
         )
         if result.status != "completed":
             status = 3
-    if combos != [{}]:
+    if lead and [run.combo for run in runs] != [{}]:
+        out = args.out or os.path.join("runs", args.algo)
         with open(os.path.join(out, "summary.json"), "w") as f:
             json.dump(summary, f, indent=1)
-    for row in summary:
-        print(json.dumps(row))
+    if lead:
+        for row in summary:
+            print(json.dumps(row))
     return status
 
 
@@ -192,10 +345,14 @@ def _preset(entry: algorithm.Entry, preset: str | None):
     if preset is None:
         return entry.config
     if preset not in entry.module.PRESETS:
-        raise SystemExit(
-            f"--preset {preset!r}: {entry.module.__name__} has {sorted(entry.module.PRESETS)}"
+        cli.fail(
+            PROG, f"--preset {preset!r}: {entry.module.__name__} has {sorted(entry.module.PRESETS)}"
         )
     return entry.module.PRESETS[preset]
+
+
+def _field_names(config) -> set[str]:
+    return {f.name for f in dataclasses.fields(config)}
 
 
 def _is_leaf_field(config, name: str) -> bool:

@@ -17,7 +17,6 @@ both branches). Rows:
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
@@ -26,6 +25,7 @@ import jax.numpy as jnp
 import optax
 
 import stabilizers
+from benchmarks import cli, provenance
 
 
 def _params(key, width: int, depth: int):
@@ -81,11 +81,13 @@ def measure(
 
 
 def main(argv=None) -> list[dict]:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=400)
+    ap = cli.Parser(prog="python -m benchmarks.transform_cost", description=__doc__)
+    ap.add_argument("--seeds", type=cli.positive_int, default=32)
+    ap.add_argument("--steps", type=cli.positive_int, default=400)
     ap.add_argument("--out", default=None, help="write the rows as JSON here")
+    cli.add_layout_flag(ap)
     args = ap.parse_args(argv)
+    cli.configure_layout(args)
     rows = []
     cases = [
         ("adam", optax.adam(1e-3), None),
@@ -116,7 +118,7 @@ def main(argv=None) -> list[dict]:
             )
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"backend": jax.default_backend(), "rows": rows}, f, indent=1)
+            json.dump({"provenance": provenance.provenance(), "rows": rows}, f, indent=1)
     return rows
 
 

@@ -18,7 +18,6 @@ still maps every x near the same mean, and the decoder then learns to ignore z
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -30,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import cli, provenance
 from generative import vae
 
 
@@ -121,27 +121,34 @@ def plot(path, rows, labels):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.vae_figure",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.Parser(prog="python -m benchmarks.vae_figure", description=__doc__)
     p.add_argument("--out", default="docs/figures/vae_posterior_mean.png")
     p.add_argument("--data-out", default="runs/vae_figure/snapshots.json")
     p.add_argument("--iterations", default="0,50,200,1000")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--points", type=int, default=300)
+    p.add_argument("--points", type=cli.positive_int, default=300)
     p.add_argument("--zmin", type=float, default=-20.0)
     p.add_argument("--zmax", type=float, default=20.0)
     p.add_argument("--dz", type=float, default=0.1)
     p.add_argument(
         "--scan-unroll",
-        type=int,
+        type=cli.positive_int,
         default=1,
         help="unroll of the LSTM scans (1 compiles fastest on CPU; 12 runs faster on a GPU)",
     )
+    cli.add_layout_flag(p)
     args = p.parse_args(argv)
-    iterations = sorted(int(i) for i in args.iterations.split(","))
+    try:
+        iterations = sorted(int(i) for i in args.iterations.split(","))
+    except ValueError:
+        iterations = [-1]
+    if min(iterations) < 0:
+        p.error(
+            f"argument --iterations: expected integers >= 0, e.g. 0,50,200; got {args.iterations!r}"
+        )
+    if not (args.dz > 0 and args.zmax > args.zmin):
+        p.error(f"--zmin {args.zmin} --zmax {args.zmax} --dz {args.dz}: need zmin < zmax, dz > 0")
+    cli.configure_layout(args)
     grid = np.arange(args.zmin, args.zmax + args.dz / 2, args.dz, dtype=np.float32)[:, None]
     rows, labels, timing = [], [], {}
     for label, cfg in configs(args.scan_unroll).items():
@@ -158,6 +165,7 @@ def main(argv=None) -> int:
                 "rows": rows,
                 "seconds": timing,
                 "grid": [args.zmin, args.zmax, args.dz],
+                "provenance": provenance.provenance(),
             },
             f,
         )

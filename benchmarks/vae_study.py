@@ -16,12 +16,12 @@ starting new jobs once that much time has passed.
 `report` collects the jobs into `docs/results/vae_<data>.md` and `.json`: one row per seed
 (collapsed: AU = 0 and KL < 0.05; escaped: AU >= 1 and MI > 0.1) and a summary per variant
 (mean and standard deviation over seeds of NLL, KL, MI, AU and wall time), beside the
-paper's numbers for its own data sets.
+paper's numbers for its own data sets. `final.json` and the report's JSON carry the
+provenance of the command that wrote them.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -34,8 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import stabilizers
-from benchmarks import harness
+from benchmarks import cli, harness, provenance
 from generative import vae
+
+PROG = "python -m benchmarks.vae_study"
 
 DATA = ("mnist", "synthetic")
 
@@ -52,7 +54,7 @@ def variants(data: str) -> dict[str, vae.Config]:
             "aggressive": dataclasses.replace(base, aggressive=True),
         }
     if data != "synthetic":
-        raise SystemExit(f"--data must be one of {DATA}; got {data!r}")
+        cli.fail(PROG, f"--data must be one of {DATA}; got {data!r}")
     base = vae.Config(iw_samples=0)
     aggressive = dataclasses.replace(base, aggressive=True)
     return {
@@ -103,7 +105,7 @@ def parse_overrides(items: list[str]) -> dict:
     for item in items:
         name, sep, text = item.partition("=")
         if not sep or name not in fields:
-            raise SystemExit(f"--set wants field=value with a vae.Config field; got {item!r}")
+            cli.fail(PROG, f"--set {item}: expected field=value with a field of vae.Config")
         try:
             out[name] = json.loads(text)
         except json.JSONDecodeError:
@@ -115,8 +117,22 @@ def job_config(data: str, variant: str, overrides: dict | None = None) -> vae.Co
     """The config of one job: the variant's, with `overrides` (fields) replaced."""
     configs = variants(data)
     if variant not in configs:
-        raise SystemExit(f"unknown variant {variant!r} for {data}; choose from {sorted(configs)}")
+        cli.fail(PROG, f"--variants: no {variant!r} for {data}; choose from {sorted(configs)}")
     return dataclasses.replace(configs[variant], **(overrides or {}))
+
+
+def check_job(data: str, variant: str, overrides: dict) -> None:
+    """A usage error unless the job's config is one `vae.init` accepts (traced only)."""
+    try:
+        harness.check(vae, job_config(data, variant, overrides), iterations=1)
+    except ValueError as e:
+        cli.fail(PROG, f"--variants {variant} (with --set): {' '.join(str(e).split())}")
+
+
+def write_json(path: str, payload: dict) -> None:
+    """Writes `payload` with the provenance of this command as JSON."""
+    with open(path, "w") as f:
+        json.dump({**payload, "provenance": provenance.provenance()}, f, indent=1)
 
 
 def status(final: dict, s: int) -> str:
@@ -202,8 +218,7 @@ def run_job(data, variant, seeds, out, epochs, iw_samples, segments_per_epoch, p
         "overrides": overrides,
         "device": jax.devices()[0].device_kind,
     }
-    with open(os.path.join(out, "final.json"), "w") as f:
-        json.dump(final, f, indent=1)
+    write_json(os.path.join(out, "final.json"), final)
     print(
         f"[vae_study] {data}/{variant} seeds {seeds}: nll={np.round(ev['nll'], 2).tolist()} "
         f"kl={np.round(ev['kl'], 3).tolist()} mi={np.round(ev['mi'], 3).tolist()} "
@@ -229,7 +244,7 @@ def cmd_run(args) -> int:
     variants = args.variants.split(",")
     overrides = {"unroll": args.scan_unroll, **parse_overrides(args.set)}
     for v in variants:
-        job_config(args.data, v, overrides)  # fail early on a typo
+        check_job(args.data, v, overrides)  # fail early on a typo
     for variant in variants:
         groups = (
             [list(range(args.seed, args.seed + args.seeds))]
@@ -465,27 +480,25 @@ def cmd_report(args) -> int:
     os.makedirs(args.results, exist_ok=True)
     with open(os.path.join(args.results, f"{name}.md"), "w") as f:
         f.write(text)
-    with open(os.path.join(args.results, f"{name}.json"), "w") as f:
-        json.dump({"label": label, "summary": summ, "per_seed": rows}, f, indent=1)
+    write_json(
+        os.path.join(args.results, f"{name}.json"),
+        {"label": label, "summary": summ, "per_seed": rows},
+    )
     print(text)
     return 0
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.vae_study",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.Parser(prog=PROG, description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="train the jobs (resumable)")
     r.add_argument("--data", default="synthetic", choices=DATA)
     r.add_argument("--variants", default="basic,anneal,aggressive")
-    r.add_argument("--seeds", type=int, default=8)
+    r.add_argument("--seeds", type=cli.positive_int, default=8)
     r.add_argument("--seed", type=int, default=0, help="first seed")
-    r.add_argument("--epochs", type=int, default=10)
-    r.add_argument("--iw-samples", type=int, default=500)
-    r.add_argument("--segments-per-epoch", type=int, default=2)
+    r.add_argument("--epochs", type=cli.positive_int, default=10)
+    r.add_argument("--iw-samples", type=cli.nonnegative_int, default=500)
+    r.add_argument("--segments-per-epoch", type=cli.positive_int, default=2)
     r.add_argument("--vmap", action="store_true", help="all seeds of a variant in one program")
     r.add_argument(
         "--set",
@@ -496,7 +509,7 @@ def main(argv=None) -> int:
     )
     r.add_argument(
         "--scan-unroll",
-        type=int,
+        type=cli.positive_int,
         default=1,
         help="unroll of the LSTM scans (1 compiles fastest on CPU; 12 runs faster on a GPU)",
     )
@@ -511,6 +524,7 @@ def main(argv=None) -> int:
     )
     r.add_argument("--out", default="runs/vae_study")
     r.add_argument("--no-progress", action="store_true")
+    cli.add_layout_flag(r)
     q = sub.add_parser("report", help="write the tables")
     q.add_argument("--data", default="synthetic", choices=DATA)
     q.add_argument("--out", default="runs/vae_study")
@@ -518,6 +532,7 @@ def main(argv=None) -> int:
     q.add_argument("--name", default="", help="file name of the tables (default vae_<data>)")
     q.add_argument("--label", default="", help="machine and budget named in the headings")
     args = p.parse_args(argv)
+    cli.configure_layout(args)
     return cmd_run(args) if args.command == "run" else cmd_report(args)
 
 

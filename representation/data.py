@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import os
 import tarfile
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +35,8 @@ import datasources
 from datasources import Dataset, Split
 
 STL10_URLS = ("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",)
-NAMES = ("cluttered_mnist", "cifar10", "stl10")
+Name = Literal["cluttered_mnist", "cifar10", "stl10"]
+NAMES = get_args(Name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +56,7 @@ class DataSpec:
       download: fetch a missing real data set into `root`.
     """
 
-    name: str = "cluttered_mnist"
+    name: Name = "cluttered_mnist"
     root: str = ""
     image_size: int = 0
     num_train: int = 8000

@@ -43,7 +43,7 @@ query encoder at initialisation (as in both official codes).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
@@ -54,14 +54,15 @@ import stabilizers
 from representation import augment, common, networks
 from representation import data as data_lib
 
-VERSIONS = ("v2", "v3")
+Version = Literal["v2", "v3"]
+VERSIONS = get_args(Version)
 
 
 @struct.dataclass
 class Config(common.SSLConfig):
     """MoCo v2 / v3 on small images."""
 
-    version: str = struct.field(pytree_node=False, default="v3")
+    version: Version = struct.field(pytree_node=False, default="v3")
     """"v2" (queue of negatives, constant momentum) or "v3" (batch negatives, cosine)."""
     queue_size: int = struct.field(pytree_node=False, default=4096)
     """v2: number of negative keys in the queue (a multiple of batch_size)."""

@@ -55,3 +55,16 @@ def test_after_jax_has_started_nothing_changes_and_bad_names_fail():
     assert cpu_layout.configure("split") == "started"
     with pytest.raises(ValueError, match="split"):
         cpu_layout.configure("fast")
+
+
+def test_a_later_call_keeps_the_first_choice_and_provenance_records_it():
+    code = (
+        "import json; from benchmarks import cpu_layout, provenance; "
+        "first = cpu_layout.configure('split'); again = cpu_layout.configure(); "
+        "print(json.dumps([first, again, provenance.machine()['cpu_layout']]))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "PJRT_NPROC")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["split", "split", "split"]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -169,7 +170,7 @@ def test_resume_after_killed_process(tmp_path):
 
 def test_resume_refuses_a_different_config(tmp_path):
     run(iterations=20, seeds=1, segment_length=10, out_dir=tmp_path)
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(checkpoints.Incompatible, match="another run: decay: 0.9 -> 0.5;"):
         run(
             iterations=20,
             seeds=1,
@@ -354,11 +355,11 @@ def test_train_cli_static_and_float_sweeps(tmp_path):
 def test_name_labels_results_and_checkpoints(tmp_path):
     res = run(iterations=20, segment_length=10, out_dir=tmp_path, name="toy-ema")
     assert res.results["algo"] == "toy-ema"
-    with pytest.raises(ValueError, match="different algo"):
+    with pytest.raises(ValueError, match="algo: 'toy-ema' -> 'toy'"):
         run(iterations=20, segment_length=10, out_dir=tmp_path)  # labelled "toy"
 
 
-def test_train_cli_preset_then_flags(tmp_path, monkeypatch):
+def test_train_cli_preset_then_flags(tmp_path, monkeypatch, capsys):
     from benchmarks import train
 
     monkeypatch.setitem(toy.PRESETS, "small", toy.Config(dim=4, learning_rate=0.5))
@@ -368,7 +369,11 @@ def test_train_cli_preset_then_flags(tmp_path, monkeypatch):
     r = json.loads((out / "results.json").read_text())
     assert r["algo"] == "toy"
     assert (r["config"]["dim"], r["config"]["learning_rate"], r["config"]["noise"]) == (4, 0.5, 0.2)
-    with pytest.raises(SystemExit, match="--preset 'large': benchmarks.toy has .*'small'"):
-        train.main([*argv, "--preset", "large"])
-    with pytest.raises(SystemExit, match="unknown algorithm 'toys'; registered: .*dqn.*toy"):
-        train.main(["--algo", "toys"])
+    for args, says in [
+        ([*argv, "--preset", "large"], r"--preset 'large': benchmarks.toy has .*'small'"),
+        (["--algo", "toys"], "unknown algorithm 'toys'; registered: .*dqn.*toy"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            train.main(args)
+        assert stop.value.code == 2
+        assert re.search(says, capsys.readouterr().err)

@@ -6,10 +6,12 @@ for the whole grid; seed `s` gets `jax.random.key(s)` at every sweep point, so s
 points are compared on common random numbers), runs `step` under `lax.scan` for a segment
 at a time, and between segments, outside jit: appends metrics to `log.jsonl`, updates a
 progress bar, evaluates, writes an orbax checkpoint every few segments and checks that
-everything is finite. A run resumes from its latest checkpoint and ends bit-identical to
-one never interrupted. With several devices the grid axis is split across them with
+everything is finite. A run resumes from its latest checkpoint that restores and ends
+bit-identical to one never interrupted; `check` raises what `run` would reject, before
+anything compiles or is written. With several devices the grid axis is split across them with
 `jax.shard_map` (each device runs its own seeds; nothing is communicated); across hosts,
-call `jax.distributed.initialize()` first and the mesh spans every process's devices.
+call `jax.distributed.initialize()` first and the mesh spans every process's devices
+(metrics gathered to every process, files written by process 0).
 
 The parts, one job each:
 
@@ -21,16 +23,18 @@ The parts, one job each:
 """
 
 from benchmarks.harness.grid import sweep_grid, units
-from benchmarks.harness.loop import Result, run
+from benchmarks.harness.loop import Result, check, run, run_length_fields
 from benchmarks.harness.records import FORMAT_VERSION, curve, jsonable, read_log
 
 __all__ = [
     "FORMAT_VERSION",
     "Result",
+    "check",
     "curve",
     "jsonable",
     "read_log",
     "run",
+    "run_length_fields",
     "sweep_grid",
     "units",
 ]

