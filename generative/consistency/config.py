@@ -10,6 +10,7 @@ DISTANCES = ("l2", "l1", "pseudo_huber")
 WEIGHTINGS = ("uniform", "ict")
 CURRICULA = ("ct", "ict")
 NOISE_SAMPLING = ("uniform", "lognormal")
+TEACHERS = ("schedule", "periodic")
 
 
 @struct.dataclass
@@ -37,6 +38,9 @@ class Config:
     """Standard deviation of the frozen Fourier frequencies (CM: 16; iCT: 0.02)."""
     dropout: float = struct.field(pytree_node=False, default=0.0)
     """Dropout rate in the network (one mask shared by both branches)."""
+    layer_norm: bool = struct.field(pytree_node=False, default=False)
+    """2-D data: a LayerNorm after each hidden dense layer of `ResidualMLP`, before its
+    activation (PQN's placement, Gallici et al. 2024)."""
     distance: str = struct.field(pytree_node=False, default="l2")
     """d: "l2" (mean square), "l1" (mean absolute) or "pseudo_huber" (whole vector)."""
     weighting: str = struct.field(pytree_node=False, default="uniform")
@@ -49,6 +53,9 @@ class Config:
     """Initial number of discretisation steps (CT: 2; iCT: 10)."""
     s1: int = struct.field(pytree_node=False, default=150)
     """Final number of discretisation steps (CT: 150; iCT: 1280)."""
+    teacher_tracker: str = struct.field(pytree_node=False, default="schedule")
+    """How the target (teacher) follows the online params: "schedule" (`stabilizers.ema`
+    of decay mu(k)) or "periodic" (`stabilizers.periodic(teacher_every, teacher_decay)`)."""
     sample_from: str = struct.field(pytree_node=False, default="ema")
     """Evaluate samples of the "ema" (sampling EMA) or the "online" params."""
     lr_schedule: str = struct.field(pytree_node=False, default="constant")
@@ -64,6 +71,11 @@ class Config:
     """Adam's beta2 (iCT: 0.995)."""
     mu0: float = 0.9
     """Target EMA decay at k = 0; mu(k) = exp(s0 ln mu0 / N(k)). 0: no target EMA (iCT)."""
+    teacher_every: int = 1
+    """"periodic" teacher: the period N of its EMA steps (a leaf: a sweep is one program)."""
+    teacher_decay: float = -1.0
+    """"periodic" teacher: the decay of each step; negative: mu(k) (a leaf). Every 1 with a
+    negative decay is the "schedule" teacher; decay 0 every N updates is a hard copy."""
     sample_ema: float = 0.999
     """Decay of the EMA of the online params that samples are drawn from."""
     huber_c: float = 0.00054
