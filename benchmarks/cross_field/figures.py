@@ -21,6 +21,7 @@ STYLE = {
     "schedule": dict(color="#9467bd", marker="*", ms=13, label="own schedule (mean age)"),
     "layernorm": dict(color="#2ca02c", marker="D", label="LayerNorm, no target"),
     "layernorm_ema": dict(color="#2ca02c", marker="^", ls="--", label="LayerNorm + EMA"),
+    "layernorm_schedule": dict(color="#2ca02c", marker="*", ms=13, label="LayerNorm + schedule"),
 }
 BOTTOM = -1.0
 """The lowest normalized score drawn (below: a triangle at the edge)."""
@@ -38,7 +39,8 @@ def _plt():
 
 def grid_ages(mechanisms: dict) -> list[float]:
     """The measured ages of the axis (the reference schedule's mean age apart)."""
-    return sorted({a for m, pts in mechanisms.items() if m != "schedule" for a, _ in pts})
+    references = ("schedule", "layernorm_schedule")
+    return sorted({a for m, pts in mechanisms.items() if m not in references for a, _ in pts})
 
 
 def zero_position(ages) -> float:
@@ -106,10 +108,13 @@ def age_panels(path: str, rows: list[dict]) -> bool:
         r, c = divmod(i, cols)
         ax, fail = fig.add_subplot(grid[r, 3 * c]), fig.add_subplot(grid[r, 3 * c + 1])
         _one_panel(ax, fail, key, lines[key])
+    present = {m for mechanisms in lines.values() for m in mechanisms}
     handles = [
-        plt.Line2D([], [], **{k: v for k, v in s.items() if k != "ms"}) for s in STYLE.values()
+        plt.Line2D([], [], **{k: v for k, v in STYLE[m].items() if k != "ms"})
+        for m in STYLE
+        if m in present
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=6, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -126,6 +131,16 @@ def _one_panel(ax, fail, key, mechanisms):
         _draw_line(ax, points, style, zero, bottom)
         xs = [zero if a == 0 else a for a, _ in points]
         rates = [e.failure_rate for _, e in points]
+        if mechanism not in summary.TARGETS and points[0][0] not in ages:  # a reference
+            age, est = points[0]
+            ax.annotate(
+                f"{age:.0f}",
+                (age, max(est.value, bottom)),
+                fontsize=7,
+                color=style["color"],
+                xytext=(6, 4),
+                textcoords="offset points",
+            )
         fail.plot(xs, rates, **{k: v for k, v in style.items() if k not in ("label", "ms")})
     n = max(e.n for pts in mechanisms.values() for _, e in pts)
     stat = stats.label(n)
@@ -226,6 +241,7 @@ def partner_figure(path: str, rows: list[dict]) -> bool:
                 color=color,
             )
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.axvline(1, color="0.6", lw=0.6, ls=":")
     ax.axhline(1, color="0.7", lw=0.6, ls="--")
     ax.set_xlabel("updates of the lagging partner per update of the other (ratio)")

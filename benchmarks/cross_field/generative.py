@@ -107,59 +107,72 @@ def schedule_age(config) -> float:
     return mean / (1.0 - mean)
 
 
-def _ct_programs(budget: Budget) -> list[common.Program]:
+FIELDS_CT = ("teacher_every", "teacher_decay")
+
+
+def _schedule_cell(config, mechanism: str = "schedule", variant: str = "base") -> common.Cell:
+    """The mu(k) schedule as a cell, drawn at the mean age of its decay."""
+    labels = {"mechanism": mechanism, "age": schedule_age(config), "every": 1, "decay": -1.0}
+    return common.Cell({"teacher_every": 1, "teacher_decay": -1.0}, {**labels, "variant": variant})
+
+
+def _ct_program(name: str, config, iterations: int, cells: list) -> common.Program:
+    return common.Program(
+        name=name,
+        field="generative",
+        algorithm="ct",
+        task=TASK_CT,
+        module=_consistency(),
+        config=config,
+        iterations=iterations,
+        cells=tuple(cells),
+    )
+
+
+def _consistency():
     from generative import consistency
 
+    return consistency
+
+
+def _ct_programs(budget: Budget) -> list[common.Program]:
+    """CT's sweeps; each has an even number of cells (the schedule completes an odd one), so
+    that with an odd number of seeds the grid still splits over two devices."""
     n = budget.ct_iterations
-    age_list = common.ages(n)
-    config = ct_config(n)
-    reference = common.Cell(
-        {"teacher_every": 1, "teacher_decay": -1.0},
-        {"mechanism": "schedule", "age": schedule_age(config), "every": 1, "decay": -1.0},
-    )
-    fields = ("teacher_every", "teacher_decay")
+    ages = common.ages(n)
+    config, normed = ct_config(n), ct_config(n, layer_norm=True)
     programs = [
-        common.Program(
-            name="ct",
-            field="generative",
-            algorithm="ct",
-            task=TASK_CT,
-            module=consistency,
-            config=config,
-            iterations=n,
-            cells=tuple(common.age_cells(("hard", "ema"), age_list, *fields)) + (reference,),
+        _ct_program(
+            "ct",
+            config,
+            n,
+            common.age_cells(("hard", "ema"), ages, *FIELDS_CT) + [_schedule_cell(config)],
         ),
-        common.Program(
-            name="ct_layernorm",
-            field="generative",
-            algorithm="ct",
-            task=TASK_CT,
-            module=consistency,
-            config=ct_config(n, layer_norm=True),
-            iterations=n,
-            cells=tuple(common.age_cells(("ema",), age_list, *fields, prefix="layernorm_")),
+        _ct_program(
+            "ct_layernorm",
+            normed,
+            n,
+            _even(
+                common.age_cells(("ema",), ages, *FIELDS_CT, prefix="layernorm_"),
+                _schedule_cell(normed, "layernorm_schedule"),
+            ),
         ),
     ]
     for variant in budget.ct_variants:
         spec = CT_VARIANTS[variant]
         length = int(n * spec.get("length", 1.0))
+        variant_config = ct_config(length, lr_factor=spec.get("lr", 1.0))
         cells = [
             c._replace(labels={**c.labels, "variant": variant})
-            for c in common.age_cells(("ema",), common.ages(length), *fields)
+            for c in common.age_cells(("ema",), common.ages(length), *FIELDS_CT)
         ]
-        programs.append(
-            common.Program(
-                name=f"ct_{variant}",
-                field="generative",
-                algorithm="ct",
-                task=TASK_CT,
-                module=consistency,
-                config=ct_config(length, lr_factor=spec.get("lr", 1.0)),
-                iterations=length,
-                cells=tuple(cells),
-            )
-        )
+        cells = _even(cells, _schedule_cell(variant_config, variant=variant))
+        programs.append(_ct_program(f"ct_{variant}", variant_config, length, cells))
     return programs
+
+
+def _even(cells: list, extra: common.Cell) -> list:
+    return cells + [extra] if len(cells) % 2 else cells
 
 
 def _ct_rows(program: common.Program, results: dict, out_dir: str) -> list[dict]:

@@ -43,28 +43,37 @@ def _label(key) -> str:
 
 
 def answer_equal_age(rows: list[dict]) -> list[str]:
-    """(1) Hard copy against EMA at equal mean age, per algorithm."""
+    """(1) Hard copy against EMA at equal mean age, per algorithm: they agree at an age when
+    the 95% interval of their IQM difference holds 0."""
     lines, agree_all, total = [], 0, 0
     for key, part in groups(_base(rows), "field", "algorithm").items():
         hard, ema = summary.cell(part, "hard"), summary.cell(part, "ema")
         ages = sorted({r["age"] for r in hard} & {r["age"] for r in ema})
         if not ages:
             continue
-        pairs = [(a, summary.cell(hard, "hard", a), summary.cell(ema, "ema", a)) for a in ages]
-        agree = [a for a, h, e in pairs if estimate(h).overlaps(estimate(e))]
-        a, h, e = max(pairs, key=lambda p: abs(estimate(p[1]).value - estimate(p[2]).value))
+        diffs = {
+            a: summary.difference(summary.cell(hard, "hard", a), summary.cell(ema, "ema", a))
+            for a in ages
+        }
+        agree = [a for a, d in diffs.items() if d.low <= 0 <= d.high]
+        a = max(ages, key=lambda age: abs(diffs[age].value))
+        h, e = estimate(summary.cell(hard, "hard", a)), estimate(summary.cell(ema, "ema", a))
         agree_all, total = agree_all + len(agree), total + len(ages)
         lines.append(
-            f"{_label(key)}: hard and EMA agree within their 95% intervals at {len(agree)} of "
-            f"{len(ages)} ages; the largest gap is at age {a:g}: hard {estimate(h).text()}, "
-            f"EMA {estimate(e).text()} (difference {summary.difference(h, e).text()})."
+            f"{_label(key)}: hard minus EMA holds 0 in its 95% interval at {len(agree)} of "
+            f"{len(ages)} ages; the largest gap is at age {a:g}: hard {h.text()}, EMA "
+            f"{e.text()}, difference {diffs[a].text()}."
         )
     if not lines:
         return ["No algorithm has both a hard copy and an EMA at a common age."]
-    verdict = "the same result" if agree_all == total else "different results at some ages"
+    verdict = (
+        "hard copy and EMA give the same result within these intervals"
+        if agree_all == total
+        else f"hard copy and EMA differ at {total - agree_all} of them"
+    )
     return lines + [
-        f"Over all algorithms: agreement at {agree_all} of {total} (algorithm, age) pairs, so "
-        f"at equal mean age hard copy and EMA give {verdict}."
+        f"Over all algorithms: agreement at {agree_all} of {total} (algorithm, age) pairs; at "
+        f"equal mean age {verdict}."
     ]
 
 
@@ -240,12 +249,70 @@ def answer_partner(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _papers_byol(part: list[dict]) -> str | None:
+    none = summary.cell(part, "none", 0.0)
+    if not none:
+        return None
+    est = estimate(none)
+    agrees = est.failure_rate >= 0.5
+    return (
+        "BYOL without a target (tau = 0) collapses (Grill et al. 2020, Table 5a: 0.3% top-1): "
+        + ("the data agree" if agrees else "the data disagree")
+        + f": here {est.failures}/{est.n} runs failed, normalized score {est.text()} (with "
+        "the predictor and stop-gradient, as SimSiam reports)."
+    )
+
+
+def _papers_ct(part: list[dict]) -> str | None:
+    none, schedule = summary.cell(part, "none", 0.0), summary.cell(part, "schedule")
+    if not none or not schedule:
+        return None
+    d = summary.difference(none, schedule)
+    verdict = "agree" if d.low > 0 else ("disagree" if d.high < 0 else "cannot tell")
+    text = (
+        "Removing the teacher's EMA (mu(k) -> 0) improves consistency training (Song & "
+        f"Dhariwal 2023): the data {verdict}: no teacher minus the mu(k) teacher = {d.text()}"
+    )
+    best = summary.best_cell(part, ("ema",))
+    if best is not None:
+        ema = summary.difference(summary.cell(part, "ema", best.age), none)
+        text += f"; the best constant EMA (age {best.age:g}) minus no teacher = {ema.text()}"
+    return text + "."
+
+
+def _papers_vae(part: list[dict]) -> str | None:
+    points = summary.partner_points(part)
+    if len(points) < 2:
+        return None
+    basic, fastest = points[0], points[-1]
+    agrees = fastest.estimate.failure_rate < basic.estimate.failure_rate
+    return (
+        "Aggressive inference training avoids the posterior collapse of basic training (He "
+        f"et al. 2019): the data {'agree' if agrees else 'disagree'}: collapsed "
+        f"{basic.estimate.failures}/{basic.estimate.n} at {basic.setting}, "
+        f"{fastest.estimate.failures}/{fastest.estimate.n} at {fastest.setting}."
+    )
+
+
+def answer_papers(rows: list[dict]) -> list[str]:
+    """The papers' claims that these rows test, each with the rows' verdict."""
+    checks = {"byol": _papers_byol, "ct": _papers_ct}
+    lines = []
+    for (algorithm,), part in groups(_base(rows), "algorithm").items():
+        if algorithm in checks:
+            lines.append(checks[algorithm](part))
+    vae = [r for r in summary.axis_rows(rows, "partner") if r["algorithm"] == "vae"]
+    lines.append(_papers_vae(vae) if vae else None)
+    return [line for line in lines if line] or ["No rows test a claim listed here."]
+
+
 ANSWERS = (
     ("1. At equal mean age, do hard copy and EMA give the same result?", answer_equal_age),
     ("2. Is there an interior best age, and does it move?", answer_best_age),
     ("3. Which algorithms need a target; where does normalization replace it?", answer_need_target),
     ("4. Does the EMA scaling rule hold across fields?", answer_scaling),
     ("5. Are slowing a partner and speeding one up the same knob?", answer_partner),
+    ("Against the papers", answer_papers),
 )
 
 

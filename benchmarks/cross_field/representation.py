@@ -62,17 +62,17 @@ class Budget:
 
 
 QUICK = Budget(
-    iterations=300,
+    iterations=200,
     batch_size=64,
     channels=(8, 16, 32),
     evaluations=2,
-    ages=(0, 3, 30),
+    ages=(0, 3, 10),
     num_train=4000,
     num_test=1000,
     probe_train=2000,
     calibration=500,
     scaling_ks=(0.25, 4.0),
-    scaling_age=30,
+    scaling_age=10,
 )
 FULL = Budget(
     iterations=800,

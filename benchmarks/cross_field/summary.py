@@ -18,9 +18,6 @@ import numpy as np
 
 from benchmarks import stats
 
-AGE_MECHANISMS = ("none", "hard", "ema", "schedule", "layernorm", "layernorm_ema")
-"""Mechanisms drawn on the age axis; "schedule" is the algorithm's own decay schedule (a
-reference point), "layernorm*" the network with a LayerNorm after each hidden layer."""
 TARGETS = ("hard", "ema")
 
 
