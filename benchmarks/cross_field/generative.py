@@ -68,7 +68,7 @@ FULL = Budget(
     vae_iterations=300,
     vae_epoch=60,
     vae_caps=(0, 1, 3, 10, 30, 100),
-    vae_iw_samples=100,
+    vae_iw_samples=50,
     vae_eval_examples=500,
 )
 CT_VARIANTS = {"short": dict(length=0.25), "lr_x4": dict(lr=4.0)}

@@ -457,6 +457,8 @@ def page(data: dict, drawn: dict[str, bool], figure_dir: str) -> str:
 
 
 def main(args) -> int:
+    if not os.path.exists(args.source):
+        raise SystemExit(f"no rows file at {args.source}: run the study first (see --help)")
     data = common.read(args.source)
     out = args.out or os.path.join(ROOT, "docs")
     figure_dir = "figures" if args.out is None else "."
