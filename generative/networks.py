@@ -57,7 +57,9 @@ class ResidualMLP(nn.Module):
     """A residual MLP for vectors: `depth` blocks of width `width`, the noise added in each.
 
     Input `x` is `[..., d]`, `c_noise` is `[...]`; the output has the shape of `x`. The last
-    layer starts at zero, so that F = 0 at init.
+    layer starts at zero, so that F = 0 at init. With `layer_norm`, each block's hidden
+    dense layer is followed by a LayerNorm before its activation (PQN's placement, Gallici
+    et al. 2024), beside the pre-norms of the residual stream.
     """
 
     width: int = 256
@@ -65,6 +67,7 @@ class ResidualMLP(nn.Module):
     embedding: str = "fourier"
     fourier_scale: float = 16.0
     dropout: float = 0.0
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, c_noise: jax.Array, *, train: bool = False) -> jax.Array:
@@ -73,6 +76,8 @@ class ResidualMLP(nn.Module):
         for _ in range(self.depth):
             y = nn.silu(nn.LayerNorm()(h))
             y = nn.Dense(self.width)(y) + nn.Dense(self.width)(nn.silu(emb))
+            if self.layer_norm:
+                y = nn.LayerNorm()(y)
             y = nn.silu(y)
             y = nn.Dropout(self.dropout, deterministic=not train)(y)
             h = h + nn.Dense(self.width)(y)

@@ -8,6 +8,10 @@ schedule `stabilizers.schedules.cosine_momentum(base_momentum, K)`:
 
     xi <- tau_k xi + (1 - tau_k) theta,   tau_k = 1 - (1 - tau_base)(cos(pi k / K) + 1) / 2.
 
+With `target_tracker="periodic"` the target follows `stabilizers.periodic(target_every,
+target_decay)` instead: a constant decay, a hard copy, or (decay 0 every update) no target
+at all, the predictor and stop-gradient of SimSiam (Chen & He 2021).
+
 The loss is the normalised mean squared error between the online prediction and the
 target projection, symmetrised over the two views (the official `regression_loss`,
 `byol/utils/helpers.py`, and `loss_fn` in `byol/byol_experiment.py`):
@@ -58,7 +62,7 @@ class State(NamedTuple):
       online: `{"encoder", "projector", "predictor"}` parameters (trained).
       target: `{"encoder", "projector"}` parameters (EMA of the online ones).
       opt_state: AdamW state of `online`.
-      target_state: `stabilizers.ema` state (its shared step count).
+      target_state: the target tracker's state (its shared step count).
       key: the training key.
     """
 
@@ -83,8 +87,10 @@ def momentum_schedule(config: Config):
     return stabilizers.schedules.cosine_momentum(config.base_momentum, common.iterations(config))
 
 
-def _target_tx(config: Config) -> optax.GradientTransformation:
-    return stabilizers.ema(momentum_schedule(config))
+def _target_tx(config: Config, count) -> optax.GradientTransformation:
+    if config.target_tracker == "schedule":
+        return stabilizers.ema(momentum_schedule(config))
+    return common.periodic_target(config, momentum_schedule(config), count)
 
 
 def init(key: jax.Array, config: Config) -> State:
@@ -103,7 +109,7 @@ def init(key: jax.Array, config: Config) -> State:
         online=online,
         target=target,
         opt_state=common.optimizer(config).init(online),
-        target_state=_target_tx(config).init(target),
+        target_state=_target_tx(config, 0).init(target),
         key=key,
     )
 
@@ -159,9 +165,10 @@ def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
     )
     updates, opt_state = common.optimizer(config).update(grads, state.opt_state, state.online)
     online = optax.apply_updates(state.online, updates)
-    momentum = momentum_schedule(config)(state.target_state.count.value)
+    count = state.target_state.count.value
+    momentum = common.target_decay_at(config, momentum_schedule(config), count)
     target, target_state = stabilizers.update_target(
-        _target_tx(config),
+        _target_tx(config, count),
         {"encoder": online["encoder"], "projector": online["projector"]},
         state.target,
         state.target_state,

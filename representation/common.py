@@ -3,14 +3,19 @@ of two views, the evaluation, and the collapse signal."""
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
+import stabilizers
 from representation import augment as augment_lib
 from representation import data as data_lib
 from representation import evaluation, networks
+
+TargetTracker = Literal["schedule", "periodic"]
 
 
 @struct.dataclass
@@ -43,6 +48,19 @@ class SSLConfig:
     """AdamW weight decay (not on biases and batch-norm parameters)."""
     augment: augment_lib.Augment = augment_lib.Augment()
     """Augmentation strengths."""
+    target_tracker: TargetTracker = struct.field(pytree_node=False, default="schedule")
+    """How the target follows the online network: "schedule" (`stabilizers.ema` with the
+    algorithm's own momentum schedule) or "periodic"
+    (`stabilizers.periodic(target_every, target_decay)`)."""
+    target_every: int = 1
+    """"periodic" target: the period N of its EMA steps (a leaf: a sweep is one program)."""
+    target_decay: float = -1.0
+    """"periodic" target: the decay of each step; negative: the algorithm's schedule at that
+    step (a leaf). Decay 0 every update is no target: the online network behind a
+    stop-gradient (SimSiam, for BYOL); decay 0 every N updates is a hard copy."""
+
+
+TARGET_TRACKERS = get_args(TargetTracker)
 
 
 SMOKE_SIZES = dict(
@@ -55,6 +73,26 @@ SMOKE_SIZES = dict(
     calibration=32,
 )
 """The sizes of every learner's "smoke" preset: a run of a few seconds on a CPU."""
+
+
+def target_decay_at(config: SSLConfig, schedule, count) -> jax.Array:
+    """The decay of the target's step at update `count`: `schedule(count)`, or a "periodic"
+    target's non-negative `target_decay`."""
+    if config.target_tracker not in TARGET_TRACKERS:
+        raise ValueError(
+            f"target_tracker must be one of {TARGET_TRACKERS}; got {config.target_tracker!r}"
+        )
+    scheduled = schedule(count)
+    if config.target_tracker == "schedule":
+        return scheduled
+    decay = config.target_decay
+    return jnp.where(decay < 0, scheduled, jnp.asarray(decay, jnp.float32))
+
+
+def periodic_target(config: SSLConfig, schedule, count) -> optax.GradientTransformation:
+    """The "periodic" target's tracker at update `count`:
+    `periodic(target_every, target_decay_at(count))`."""
+    return stabilizers.periodic(config.target_every, target_decay_at(config, schedule, count))
 
 
 def iterations(config: SSLConfig) -> int:

@@ -36,6 +36,9 @@ Augmentations: v2 blurs both views with probability 0.5, as its official code do
 0.1, the `Config` default), as the official `moco-v3` does. A `Config(version="v2")`
 built by hand keeps that default unless it is given `augment=augment.MOCO_V2`.
 
+With `target_tracker="periodic"` the key encoder follows `stabilizers.periodic(target_every,
+target_decay)` instead (a constant decay or a hard copy).
+
 Departures from the papers, for small images on a CPU: the conv encoder and small heads
 of `representation.byol`, AdamW instead of SGD / LARS, the key encoder copied from the
 query encoder at initialisation (as in both official codes).
@@ -82,7 +85,7 @@ class State(NamedTuple):
       online: the query branch: `{"encoder", "projector"}` (+ `"predictor"` for v3).
       target: the key encoder `{"encoder", "projector"}` (EMA of the online ones).
       opt_state: AdamW state of `online`.
-      target_state: `stabilizers.ema` state.
+      target_state: the target tracker's state.
       queue: v2: `[queue_size, projection_dim]` l2-normalised keys, oldest at
         `queue_ptr`; v3: None (no queue; an empty array would not checkpoint).
       queue_ptr: v2: where the next batch of keys is written (shared by all seeds).
@@ -140,7 +143,9 @@ def momentum_schedule(config: Config):
     return stabilizers.schedules.cosine_momentum(config.momentum, common.iterations(config))
 
 
-def _target_tx(config: Config) -> optax.GradientTransformation:
+def _target_tx(config: Config, count) -> optax.GradientTransformation:
+    if config.target_tracker == "periodic":
+        return common.periodic_target(config, momentum_schedule(config), count)
     if config.version == "v2":
         return stabilizers.ema(config.momentum)
     return stabilizers.ema(momentum_schedule(config))
@@ -171,7 +176,7 @@ def init(key: jax.Array, config: Config) -> State:
         online=online,
         target=target,
         opt_state=common.optimizer(config).init(online),
-        target_state=_target_tx(config).init(target),
+        target_state=_target_tx(config, 0).init(target),
         queue=queue,
         queue_ptr=stabilizers.shared_count(),
         key=key,
@@ -278,8 +283,9 @@ def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
     permutation = jax.random.permutation(shuffle_key, config.batch_size)
     # v3 updates the momentum encoder before computing its keys (moco-v3 builder.forward);
     # v2 inside its no_grad block before the keys too: same order here.
-    tx = _target_tx(config)
-    decay = momentum_schedule(config)(state.target_state.count.value)
+    count = state.target_state.count.value
+    tx = _target_tx(config, count)
+    decay = common.target_decay_at(config, momentum_schedule(config), count)
     sub = {"encoder": state.online["encoder"], "projector": state.online["projector"]}
     target, target_state = stabilizers.update_target(tx, sub, state.target, state.target_state)
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(

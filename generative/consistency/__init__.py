@@ -27,6 +27,7 @@ from generative.consistency.config import (
     DISTANCES,
     NOISE_SAMPLING,
     PRESETS,
+    TEACHERS,
     WEIGHTINGS,
     Config,
 )
@@ -41,13 +42,22 @@ from generative.consistency.schedules import (
     sample_index,
     target_decay,
 )
-from generative.consistency.training import State, init, sample_data, step, units
+from generative.consistency.training import (
+    State,
+    init,
+    sample_data,
+    step,
+    teacher_decay_at,
+    teacher_tracker,
+    units,
+)
 
 __all__ = [
     "CURRICULA",
     "DISTANCES",
     "NOISE_SAMPLING",
     "PRESETS",
+    "TEACHERS",
     "WEIGHTINGS",
     "Config",
     "State",
@@ -70,6 +80,8 @@ __all__ = [
     "scalings",
     "step",
     "target_decay",
+    "teacher_decay_at",
+    "teacher_tracker",
     "units",
     "weight",
 ]

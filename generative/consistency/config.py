@@ -18,6 +18,8 @@ DISTANCES = get_args(Distance)
 WEIGHTINGS = get_args(Weighting)
 CURRICULA = get_args(Curriculum)
 NOISE_SAMPLING = get_args(NoiseSampling)
+Teacher = Literal["schedule", "periodic"]
+TEACHERS = get_args(Teacher)
 
 
 @struct.dataclass
@@ -48,6 +50,9 @@ class Config:
     dropout: float = struct.field(pytree_node=False, default=0.0)
     """Dropout rate in the network, one mask shared by both branches (iCT: 0.3 on CIFAR-10;
     0 in every preset here, see `PRESETS`)."""
+    layer_norm: bool = struct.field(pytree_node=False, default=False)
+    """2-D data: a LayerNorm after each hidden dense layer of `ResidualMLP`, before its
+    activation (PQN's placement, Gallici et al. 2024)."""
     distance: Distance = struct.field(pytree_node=False, default="l2")
     """d: "l2" (mean square), "l1" (mean absolute) or "pseudo_huber" (whole vector)."""
     weighting: Weighting = struct.field(pytree_node=False, default="uniform")
@@ -60,6 +65,9 @@ class Config:
     """Initial number of discretisation steps (CT: 2; iCT: 10)."""
     s1: int = struct.field(pytree_node=False, default=150)
     """Final number of discretisation steps (CT: 150; iCT: 1280)."""
+    teacher_tracker: Teacher = struct.field(pytree_node=False, default="schedule")
+    """How the target (teacher) follows the online params: "schedule" (`stabilizers.ema`
+    of decay mu(k)) or "periodic" (`stabilizers.periodic(teacher_every, teacher_decay)`)."""
     sample_from: Literal["ema", "online"] = struct.field(pytree_node=False, default="ema")
     """Evaluate samples of the "ema" (sampling EMA) or the "online" params."""
     lr_schedule: Literal["constant", "cosine"] = struct.field(pytree_node=False, default="constant")
@@ -75,6 +83,11 @@ class Config:
     """Adam's beta2 (iCT: 0.995)."""
     mu0: float = 0.9
     """Target EMA decay at k = 0; mu(k) = exp(s0 ln mu0 / N(k)). 0: no target EMA (iCT)."""
+    teacher_every: int = 1
+    """"periodic" teacher: the period N of its EMA steps (a leaf: a sweep is one program)."""
+    teacher_decay: float = -1.0
+    """"periodic" teacher: the decay of each step; negative: mu(k) (a leaf). Every 1 with a
+    negative decay is the "schedule" teacher; decay 0 every N updates is a hard copy."""
     sample_ema: float = 0.999
     """Decay of the EMA of the online params that samples are drawn from."""
     huber_c: float = 0.00054

@@ -48,6 +48,7 @@ def network(config: Config):
             embedding=config.embedding,
             fourier_scale=config.fourier_scale,
             dropout=config.dropout,
+            layer_norm=config.layer_norm,
         )
     height = data_shape(config)[0]
     levels = 2 if height <= 8 else len(config.channels)

@@ -1,8 +1,9 @@
 """Training consistency models: `init`, `step`, `units`.
 
 One step draws a batch, one level index n and one noise vector per example, takes an Adam
-step on the batch loss, then moves the target (`stabilizers.ema` with decay mu(k)) and the
-sampling EMA (decay `sample_ema`) toward the new online params.
+step on the batch loss, then moves the target (`stabilizers.ema` with decay mu(k), or
+`stabilizers.periodic(teacher_every, teacher_decay)`) and the sampling EMA (decay
+`sample_ema`) toward the new online params.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from generative.consistency.config import (
     CURRICULA,
     DISTANCES,
     NOISE_SAMPLING,
+    TEACHERS,
     WEIGHTINGS,
     Config,
 )
@@ -39,10 +41,10 @@ class State(NamedTuple):
 
     Attributes:
       params: online params theta.
-      target: target params theta^- (EMA of theta with decay mu(k)).
+      target: target params theta^- (the teacher, moved by `teacher_tracker`).
       ema: sampling EMA of theta (decay `sample_ema`), what samples are drawn from.
       opt_state: Adam's state.
-      target_state: state of the target's `stabilizers.ema`.
+      target_state: state of the target's tracker.
       ema_state: state of the sampling EMA's `stabilizers.ema`.
       count: k, the number of training steps so far (shared across vmapped seeds).
       key: the run's key.
@@ -89,6 +91,23 @@ def _optimizer(config: Config) -> optax.GradientTransformation:
     return optax.adam(schedule, b2=config.adam_b2)
 
 
+def teacher_decay_at(config: Config, count: jax.Array) -> jax.Array:
+    """The decay of the teacher's step at step `count`: mu(count), or a "periodic"
+    teacher's non-negative `teacher_decay`."""
+    mu = jnp.asarray(target_decay(config)(count), jnp.float32)
+    if config.teacher_tracker == "schedule":
+        return mu
+    return jnp.where(config.teacher_decay < 0, mu, jnp.asarray(config.teacher_decay, jnp.float32))
+
+
+def teacher_tracker(config: Config, count: jax.Array) -> optax.GradientTransformation:
+    """The teacher's tracker at step `count`: `ema(mu)` ("schedule") or
+    `periodic(teacher_every, teacher_decay_at(count))` ("periodic")."""
+    if config.teacher_tracker == "schedule":
+        return stabilizers.ema(target_decay(config))
+    return stabilizers.periodic(config.teacher_every, teacher_decay_at(config, count))
+
+
 def _check(config: Config) -> None:
     if config.data not in gdata.TOYS + gdata.IMAGES:
         raise ValueError(f"data must be one of {gdata.TOYS + gdata.IMAGES}; got {config.data!r}")
@@ -98,10 +117,13 @@ def _check(config: Config) -> None:
         ("curriculum", config.curriculum, CURRICULA),
         ("noise_sampling", config.noise_sampling, NOISE_SAMPLING),
         ("sample_from", config.sample_from, ("ema", "online")),
+        ("teacher_tracker", config.teacher_tracker, TEACHERS),
         ("embedding", config.embedding, networks.EMBEDDINGS),
     ):
         if value not in allowed:
             raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
+    if config.layer_norm and config.data not in gdata.TOYS:
+        raise ValueError("layer_norm applies to the 2-D network only")
 
 
 def init(key: jax.Array, config: Config) -> State:
@@ -115,7 +137,7 @@ def init(key: jax.Array, config: Config) -> State:
         target=params,
         ema=params,
         opt_state=_optimizer(config).init(params),
-        target_state=stabilizers.ema(target_decay(config)).init(params),
+        target_state=teacher_tracker(config, jnp.zeros((), jnp.int32)).init(params),
         ema_state=stabilizers.ema(config.sample_ema).init(params),
         count=stabilizers.shared_count(),
         key=key,
@@ -138,9 +160,8 @@ def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
     )
     updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    decay = target_decay(config)
     target, target_state = stabilizers.update_target(
-        stabilizers.ema(decay), params, state.target, state.target_state
+        teacher_tracker(config, k), params, state.target, state.target_state
     )
     ema, ema_state = stabilizers.update_target(
         stabilizers.ema(config.sample_ema), params, state.ema, state.ema_state
@@ -159,7 +180,7 @@ def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:
         "loss": loss,
         "lag": stabilizers.lag(params, target),
         "num_scales": n_scales.astype(jnp.float32),
-        "target_decay": jnp.asarray(decay(k), jnp.float32),
+        "target_decay": teacher_decay_at(config, k),
     }
 
 

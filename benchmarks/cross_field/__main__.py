@@ -1,0 +1,137 @@
+"""The cross-field study: one command to run it, one to report it.
+
+    python -m benchmarks.cross_field run --quick --out /tmp/xf_quick
+    python -m benchmarks.cross_field run                     # the full study, resumable
+    python -m benchmarks.cross_field report                  # docs/cross_field.md, figures
+    python -m benchmarks.cross_field report --from /tmp/xf_quick/cross_field.json \\
+        --out /tmp/xf_quick
+
+`run` trains every program of the chosen fields, each in its own folder under `--out`
+(a finished program is read back, an interrupted one resumes from its checkpoints), and
+writes the rows after every program: the full study to docs/results/cross_field.json,
+`--quick` to `<out>/cross_field.json`. Rows of fields not run this time are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RESULTS = os.path.join(ROOT, "docs", "results", "cross_field.json")
+FIELD_MODULES = {
+    "rl": "benchmarks.cross_field.rl",
+    "generative": "benchmarks.cross_field.generative",
+    "representation": "benchmarks.cross_field.representation",
+}
+SEEDS = {True: 3, False: 5}
+
+
+class Only:
+    """A field module restricted to the programs named in `names`."""
+
+    def __init__(self, module, names: set[str]):
+        self.module, self.names = module, names
+
+    def programs(self, quick: bool):
+        return [p for p in self.module.programs(quick) if p.name in self.names]
+
+    def __getattr__(self, name):
+        return getattr(self.module, name)
+
+
+def field_modules(names: list[str], only: set[str] | None = None) -> dict:
+    """The field modules by name; a field whose module is not there yet is skipped."""
+    out = {}
+    for name in names:
+        if name not in FIELD_MODULES:
+            raise SystemExit(f"--fields: unknown field {name!r}; fields: {list(FIELD_MODULES)}")
+        try:
+            module = importlib.import_module(FIELD_MODULES[name])
+        except ModuleNotFoundError as error:
+            if error.name != FIELD_MODULES[name]:
+                raise
+            print(f"[cross_field] field {name!r} has no module yet: skipped", file=sys.stderr)
+            continue
+        out[name] = Only(module, only) if only else module
+    return out
+
+
+def run(args) -> int:
+    from benchmarks import cpu_layout
+
+    cpu_layout.configure()
+    from benchmarks import provenance
+    from benchmarks.cross_field import common
+
+    quick = args.quick
+    out = args.out or os.path.join("runs", "cross_field_quick" if quick else "cross_field")
+    path = args.json or (os.path.join(out, "cross_field.json") if quick else RESULTS)
+    seeds = args.seeds or SEEDS[quick]
+    fields = field_modules(args.fields.split(","), set(args.only.split(",")) if args.only else None)
+    if args.list:
+        for name, module in fields.items():
+            for p in module.programs(quick):
+                print(f"{name}/{p.name}: {p.algorithm}, {p.describe()} x {seeds} seeds")
+        return 0
+    started = provenance.now()
+    kept = common.read(path) if os.path.exists(path) else {}
+    earlier = [r for r in kept.get("rows", []) if r["field"] not in fields]
+
+    def write_rows(rows, programs):
+        by_field = dict(kept.get("provenance_by_field", {}))
+        by_field.update({name: provenance.provenance(started) for name in fields})
+        summary = {
+            k: v for k, v in kept.get("programs", {}).items() if k.split("/")[0] not in fields
+        }
+        definitions = dict(kept.get("definitions", {}))
+        definitions.update({n: getattr(m, "DEFINITION", "") for n, m in fields.items()})
+        common.write(
+            path,
+            earlier + rows,
+            provenance.provenance(started),
+            provenance_by_field=by_field,
+            study={"quick": quick, "seeds": seeds},
+            definitions=definitions,
+            programs={**summary, **programs},
+        )
+
+    common.run_study(
+        fields, quick=quick, seeds=seeds, runs_dir=os.path.join(out, "runs"), write_rows=write_rows
+    )
+    print(f"[cross_field] rows: {path}", file=sys.stderr)
+    return 0
+
+
+def report(args) -> int:
+    from benchmarks.cross_field import report as report_lib
+
+    return report_lib.main(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("run", "report"):
+        argv = ["run", *argv]
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cross_field", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    r = commands.add_parser("run", help="train the study's programs and write its rows")
+    r.add_argument("--quick", action="store_true", help="the small study (3 seeds)")
+    r.add_argument("--out", default=None, help="run folder (runs/cross_field[_quick])")
+    r.add_argument("--json", default=None, help="rows file (see the module docstring)")
+    r.add_argument("--fields", default=",".join(FIELD_MODULES), help="comma-separated fields")
+    r.add_argument("--seeds", type=int, default=None, help="seeds per cell (quick 3, full 5)")
+    r.add_argument("--only", default=None, help="comma-separated program names")
+    r.add_argument("--list", action="store_true", help="list the programs and stop")
+    p = commands.add_parser("report", help="figures and docs/cross_field.md from the rows")
+    p.add_argument("--from", dest="source", default=RESULTS, help="rows file")
+    p.add_argument("--out", default=None, help="folder of the page and figures (default docs/)")
+    p.add_argument("--theory", default=os.path.join("runs", "theory"), help="theory results")
+    args = parser.parse_args(argv)
+    return run(args) if args.command == "run" else report(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
