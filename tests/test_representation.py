@@ -42,7 +42,7 @@ def test_byol_target_follows_the_cosine_schedule_from_base_to_one():
     chex.assert_trees_all_close(schedule(10 * k), 1.0, atol=0)
     # byol's target moves by (1 - tau_k) of the gap: 0.004 at the first step, 0 at the last
     config = tiny(byol, base_momentum=0.996, total_steps=32 * k)
-    tx = byol._target_tx(config)
+    tx = byol._target_tx(config, 0)
     online, target = jnp.ones(3), jnp.zeros(3)
     state = tx.init(target)
     moved, state = stabilizers.update_target(tx, online, target, state)
