@@ -72,10 +72,18 @@ def _at_budget(config, args):
 
 
 def _iqm(values) -> float:
+    """The IQM of the values that are not None (their mean when fewer than 4)."""
     from benchmarks.stats import iqm
 
     v = np.asarray([x for x in np.ravel(values) if x is not None], dtype=np.float64)
     return float(iqm(v)) if v.size else float("nan")
+
+
+def _aggregate(seeds: int) -> str:
+    """What `_iqm` of `seeds` values is, for tables and titles: "IQM", or "mean" below 4."""
+    from benchmarks.stats import label
+
+    return label(seeds)
 
 
 def _train(run: Run, args, iterations: int) -> bool:
@@ -126,7 +134,7 @@ def _curves(out_dir: str, metric: str, kind: str, points: int, seeds: int):
 
 
 def _summarise(run: Run, seeds: int) -> list[dict]:
-    """One row per sweep point: final metrics (IQM over seeds and per seed)."""
+    """One row per sweep point: final metrics (`_iqm` over seeds, and per seed)."""
     with open(os.path.join(run.out_dir, "results.json")) as f:
         results = json.load(f)
     from benchmarks import harness
@@ -216,7 +224,7 @@ def ablation_report(runs, args, pixels) -> str:
         f"BYOL target-momentum ablation: cluttered MNIST ({cfg.data.num_train} training "
         f"images, {cfg.data.num_test} test images from held-out digits), "
         f"{rows[0]['samples']} samples per run (batch {cfg.batch_size}), {args.seeds} seeds "
-        "(IQM; per-seed values in brackets). Accuracy in %.",
+        f"({_aggregate(args.seeds)}; per-seed values in brackets). Accuracy in %.",
         "",
         "| predictor | base momentum | linear probe | k-NN | projection std | lag | "
         "collapsed seeds |",
@@ -277,7 +285,7 @@ def _ablation_figure(runs, args) -> None:
     axes[0].legend(fontsize=7, title="base momentum", title_fontsize=7)
     fig.suptitle(
         f"BYOL on cluttered MNIST: base target momentum, with (solid) and without (dashed) "
-        f"the predictor; IQM over {args.seeds} seeds",
+        f"the predictor; {_aggregate(args.seeds)} over {args.seeds} seeds",
         fontsize=10,
     )
     fig.tight_layout()
@@ -330,8 +338,8 @@ def compare_report(runs, args, pixels) -> str:
     lines = [
         f"MoCo v2 vs MoCo v3 vs BYOL on cluttered MNIST at the same budget: "
         f"{rows[0]['samples']} samples per run (batch {args.batch_size}), {args.seeds} seeds "
-        "(IQM; per-seed values in brackets). Accuracy in %; seconds for all seeds and "
-        "sweep points of a program together, compile apart.",
+        f"({_aggregate(args.seeds)}; per-seed values in brackets). Accuracy in %; seconds for "
+        "all seeds and sweep points of a program together, compile apart.",
         "",
         "| method | setting | linear probe | k-NN | projection std | lag | run s | compile s |",
         "|---|---|---|---|---|---|---|---|",
@@ -383,7 +391,10 @@ def _compare_figure(runs, args) -> None:
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"MoCo v2, MoCo v3 and BYOL on cluttered MNIST; IQM over {args.seeds} seeds")
+    fig.suptitle(
+        f"MoCo v2, MoCo v3 and BYOL on cluttered MNIST; {_aggregate(args.seeds)} over "
+        f"{args.seeds} seeds"
+    )
     fig.tight_layout()
     path = os.path.join(args.docs, "figures", "ssl_compare.png")
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -422,7 +433,7 @@ def blur_report(runs, args, pixels) -> str:
         f"MoCo v2 on cluttered MNIST: the Gaussian blur's probability on (view 1, view 2), "
         f"BYOL's asymmetric 1.0 / 0.1 against MoCo v2's symmetric 0.5 / 0.5; "
         f"{rows[0]['samples']} samples per run (batch {args.batch_size}), {args.seeds} seeds "
-        "(IQM; per-seed values in brackets). Accuracy in %.",
+        f"({_aggregate(args.seeds)}; per-seed values in brackets). Accuracy in %.",
         "",
         "| blur | linear probe | k-NN | projection std | lag | run s |",
         "|---|---|---|---|---|---|",
