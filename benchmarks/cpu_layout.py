@@ -1,9 +1,10 @@
 """The CPU layout of a run: how many JAX devices the cores are split into.
 
-On a CPU, JAX's default is one device whose XLA thread pool spans every core. The harness
-runs its grid of seeds x sweep points one device at a time per core when there are several
-devices, which on the project's 2-core reference machine ran DQN faster at every seed
-count (`benchmarks/rl_throughput.py`, README "Throughput"):
+On a CPU, JAX's default is one device whose XLA thread pool spans every core. With several
+devices the harness splits its grid of seeds x sweep points over them, which on the
+project's 2-core reference machine ran DQN and TD3 (8 seeds) faster than JAX's default layout
+(`python -m benchmarks.rl_throughput` measures both; its numbers are in docs/rl.md,
+"Throughput"):
 
 - "split": one JAX CPU device per core with one XLA thread each (`JAX_NUM_CPU_DEVICES`,
   `PJRT_NPROC=1`); the default of every entry point when the user has not chosen;
