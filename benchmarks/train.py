@@ -25,7 +25,9 @@ over every process's devices and process 0 writes the files.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import itertools
 import json
 import math
@@ -220,15 +222,35 @@ def _parse_config(entry: algorithm.Entry, args: argparse.Namespace, rest: list[s
     """The algorithm's config: the preset (or the entry's default) and its own flags."""
     import tyro
 
-    config = tyro.cli(
-        entry.module.Config,
-        args=rest + (["--help"] if args.help else []),
-        default=_preset(entry, args.preset),
-        prog=f"{PROG} --algo {args.algo}",
-    )
+    prog = f"{PROG} --algo {args.algo}"
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(sys.stderr if args.help else captured):
+            config = tyro.cli(
+                entry.module.Config,
+                args=rest + (["--help"] if args.help else []),
+                default=_preset(entry, args.preset),
+                prog=prog,
+            )
+    except SystemExit as stop:
+        if stop.code in (0, None):
+            raise
+        cli.fail(prog, _one_line(captured.getvalue()))
     if args.total_steps is not None and "total_steps" in _field_names(config):
         config = dataclasses.replace(config, total_steps=args.total_steps)
     return config
+
+
+def _one_line(text: str) -> str:
+    """tyro's framed, multi-line error as one line: the frame and its help pointer dropped."""
+    lines = [line.strip(" │╮╰╯─┃━") for line in text.splitlines() if not line.startswith("╭")]
+    kept = [
+        line
+        for line in lines
+        if line and "For full helptext" not in line and not set(line) <= set("─━ ")
+    ]
+    message = " ".join(kept) or "invalid arguments"
+    return f"{message} (see --help)"
 
 
 def _combos(static: dict[str, list[Any]]) -> list[dict[str, Any]]:

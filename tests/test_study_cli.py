@@ -34,6 +34,14 @@ BAD = {
     "vae_figure iterations": ("vae_figure", ["--iterations", "0,ten"], "argument --iterations"),
     "vae_figure grid": ("vae_figure", ["--dz", "0"], "--dz 0.0"),
     "transform_cost steps": ("transform_cost", ["--steps", "0"], "argument --steps"),
+    "cross_field field": ("cross_field", ["run", "--fields", "physics"], "--fields physics"),
+    "cross_field seeds": ("cross_field", ["run", "--seeds", "0"], "argument --seeds"),
+    "cross_field program": (
+        "cross_field",
+        ["run", "--fields", "generative", "--only", "ct,dqn"],
+        "no program 'dqn'",
+    ),
+    "cross_field flag": ("cross_field", ["report", "--form", "x.json"], "--form"),
 }
 
 

@@ -14,10 +14,11 @@ writes the rows after every program: the full study to docs/results/cross_field.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
+
+from benchmarks import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULTS = os.path.join(ROOT, "docs", "results", "cross_field.json")
@@ -27,6 +28,7 @@ FIELD_MODULES = {
     "representation": "benchmarks.cross_field.representation",
 }
 SEEDS = {True: 3, False: 5}
+PROG = "python -m benchmarks.cross_field"
 
 
 class Only:
@@ -47,7 +49,7 @@ def field_modules(names: list[str], only: set[str] | None = None) -> dict:
     out = {}
     for name in names:
         if name not in FIELD_MODULES:
-            raise SystemExit(f"--fields: unknown field {name!r}; fields: {list(FIELD_MODULES)}")
+            cli.fail(PROG, f"--fields {name}: unknown field; fields: {', '.join(FIELD_MODULES)}")
         try:
             module = importlib.import_module(FIELD_MODULES[name])
         except ModuleNotFoundError as error:
@@ -60,9 +62,7 @@ def field_modules(names: list[str], only: set[str] | None = None) -> dict:
 
 
 def run(args) -> int:
-    from benchmarks import cpu_layout
-
-    cpu_layout.configure()
+    cli.configure_layout(args)
     from benchmarks import provenance
     from benchmarks.cross_field import common
 
@@ -70,7 +70,15 @@ def run(args) -> int:
     out = args.out or os.path.join("runs", "cross_field_quick" if quick else "cross_field")
     path = args.json or (os.path.join(out, "cross_field.json") if quick else RESULTS)
     seeds = args.seeds or SEEDS[quick]
-    fields = field_modules(args.fields.split(","), set(args.only.split(",")) if args.only else None)
+    only = set(args.only.split(",")) if args.only else None
+    fields = field_modules(args.fields.split(","), only)
+    known = {p.name for m in fields.values() for p in getattr(m, "module", m).programs(quick)}
+    if only and only - known:
+        cli.fail(
+            PROG,
+            f"--only {args.only}: no program {sorted(only - known)[0]!r} in the "
+            f"chosen fields; programs: {', '.join(sorted(known))}",
+        )
     if args.list:
         for name, module in fields.items():
             for p in module.programs(quick):
@@ -115,16 +123,19 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("run", "report"):
         argv = ["run", *argv]
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.cross_field", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = cli.Parser(prog=PROG, description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=cli.Parser)
     r = commands.add_parser("run", help="train the study's programs and write its rows")
     r.add_argument("--quick", action="store_true", help="the small study (3 seeds)")
     r.add_argument("--out", default=None, help="run folder (runs/cross_field[_quick])")
     r.add_argument("--json", default=None, help="rows file (see the module docstring)")
     r.add_argument("--fields", default=",".join(FIELD_MODULES), help="comma-separated fields")
-    r.add_argument("--seeds", type=int, default=None, help="seeds per cell (quick 3, full 5)")
+    r.add_argument(
+        "--seeds", type=cli.positive_int, default=None, help="seeds per cell (quick 3, full 5)"
+    )
     r.add_argument("--only", default=None, help="comma-separated program names")
     r.add_argument("--list", action="store_true", help="list the programs and stop")
+    cli.add_layout_flag(r)
     p = commands.add_parser("report", help="figures and docs/cross_field.md from the rows")
     p.add_argument("--from", dest="source", default=RESULTS, help="rows file")
     p.add_argument("--out", default=None, help="folder of the page and figures (default docs/)")

@@ -11,8 +11,10 @@ a copy) is skipped for the newest one that does, and moved out of the way to
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -100,6 +102,26 @@ def check_compatible(
     )
 
 
+def _collect_aborted_reads() -> None:
+    """Collects what an aborted restore left behind, without its noise.
+
+    A restore that fails mid-read leaves orbax's pending reads to the garbage collector,
+    whose clean-up may run after their event loop closed and print "Exception ignored ...
+    RuntimeError: Event loop is closed" tracebacks at a random later moment. Collecting them
+    here, with exactly that error dropped, keeps the skip to its one line."""
+
+    def hook(unraisable, previous=sys.unraisablehook):
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and "Event loop is closed" in str(error)):
+            previous(unraisable)
+
+    previous, sys.unraisablehook = sys.unraisablehook, hook
+    try:
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+
+
 def _one_line(error: BaseException, limit: int = 240) -> str:
     text = " ".join(str(error).split()) or "no message"
     text = text if len(text) <= limit else text[: limit - 3] + "..."
@@ -167,6 +189,7 @@ class Checkpoints:
                 )
             except Exception as e:  # a truncated or missing data file
                 skipped.append((step, _one_line(e)))
+                _collect_aborted_reads()
                 continue
             for bad, why in skipped:
                 echo(
