@@ -264,4 +264,5 @@ def test_rows_have_the_schema_axes_and_normalization(monkeypatch):
     assert {r["setting"] for r in partner} == {"d = 1", "d = 2", "d = 4", "d = 8"}
     # Pendulum's ceiling is its best cell: every finite TD3 run reaches it
     assert all(r["ceiling"] == -300.0 for r in partner)
+    assert {r["floor"] for r in final} == {10.0, -1200.0}
     assert rl.FAIL_BELOW > 0 and "failed" in rl.DEFINITION

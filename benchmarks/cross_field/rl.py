@@ -21,10 +21,11 @@ TD3's policy delay on the partner-speed axis, and the EMA scaling rule on DQN.
   in the representation field), Adam's betas kept. k = 1 is the age-axis EMA cell at the
   same decay ("reference").
 - Score: the mean return of the evaluation episodes (greedy for DQN, the mean or
-  deterministic action for SAC and TD3). Floor: the untrained network's return, evaluated
-  at iteration 0 of the same run. Ceiling: CartPole-v1's maximum return, 500; for
-  Pendulum-v1 the best IQM return over every Pendulum setting of the study. Failed:
-  non-finite, or a normalized score below `FAIL_BELOW`.
+  deterministic action for SAC and TD3). Floor: the untrained networks' return (evaluated
+  at iteration 0 of each run) averaged over every run of the task in the study. Ceiling:
+  CartPole-v1's maximum return, 500; for Pendulum-v1 the best IQM return over every
+  Pendulum setting of the study. Failed: non-finite, or a normalized score below
+  `FAIL_BELOW`.
 
 References: Mnih et al. 2015 (DQN); Haarnoja et al. 2018 (SAC); Fujimoto et al. 2018
 (TD3); Gallici et al., Simplifying deep temporal difference learning, 2024 (PQN); Bhatt et
@@ -47,7 +48,8 @@ FAIL_BELOW = 0.1
 CARTPOLE_MAX = 500.0
 DEFINITION = (
     "score = mean evaluation return (greedy DQN; the mean action of SAC, the deterministic "
-    "actor of TD3); floor = the untrained network's return at iteration 0 of the same run; "
+    "actor of TD3); floor = the untrained networks' return (iteration 0 of each run), "
+    "averaged over the study's runs of the task; "
     f"ceiling = CartPole-v1's maximum return ({CARTPOLE_MAX:g}), and for Pendulum-v1 the "
     "best IQM return over every Pendulum setting of the study (measured, not published); "
     f"failed = non-finite or a normalized score below {FAIL_BELOW:g}."
@@ -309,7 +311,7 @@ def rows(program: common.Program, results: dict, out_dir: str) -> list[dict]:
                     failed=bool(diverged[c, s] or not np.isfinite(score[c, s])),
                     lag=lag[c, s],
                     auc=None,
-                    floor=initial[c, s],
+                    untrained=initial[c, s],
                     ceiling=ceiling,
                     curve_x=x.tolist(),
                     curve=curve[:, c, s].tolist(),
@@ -348,13 +350,24 @@ def pendulum_ceiling(rows: list[dict]) -> float | None:
     return max(float(stats.iqm(np.asarray(v))) for v in cells.values())
 
 
+def floors(rows: list[dict]) -> dict[str, float]:
+    """Per task, the mean return of the untrained networks over every run of the study (one
+    untrained policy's return varies a lot: a random CartPole network may balance for 200
+    steps or fall after 9)."""
+    values: dict[str, list[float]] = {}
+    for r in rows:
+        if r.get("untrained") is not None and r.get("variant") != "reference":
+            values.setdefault(r["task"], []).append(r["untrained"])
+    return {task: float(np.mean(v)) for task, v in values.items()}
+
+
 def ceilings(rows: list[dict]) -> list[dict]:
-    """Sets the Pendulum rows' ceiling, then marks as failed every run whose normalized
-    score is below `FAIL_BELOW`."""
-    best = pendulum_ceiling(rows)
+    """Sets every row's floor (`floors`) and the Pendulum rows' ceiling, then marks as
+    failed every run whose normalized score is below `FAIL_BELOW`."""
+    best, floor_of = pendulum_ceiling(rows), floors(rows)
     out = []
     for r in rows:
-        r = dict(r)
+        r = dict(r, floor=floor_of.get(r["task"]))
         if r["task"] == PENDULUM:
             r["ceiling"] = best
         floor, ceiling, score = r.get("floor"), r.get("ceiling"), r["score"]
