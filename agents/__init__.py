@@ -10,7 +10,8 @@ and sweep points of it in one compiled program:
   smoothing, the actor and the targets delayed by `stabilizers.delayed`; DDPG (Lillicrap
   et al. 2015) as the TD3 paper ran it is its preset `td3.PRESETS["ddpg"]`, registered as
   "ddpg".
-- `agents.sac`: SAC with a learned temperature (Haarnoja et al. 2018).
+- `agents.sac`: SAC with a learned temperature (Haarnoja et al. 2018), with CrossQ's
+  critic (Bhatt et al. 2024, `agents.crossq`) as an option.
 
 Shared pieces: `agents.actor_critic` (the loop, critic regression and evaluation TD3 and
 SAC share), `agents.offpolicy` (the run state and step bookkeeping of every agent),

@@ -11,7 +11,10 @@ with `Q~ = Q_bar` (DQN: the max of the target network) or `Q~ = Q` (Double DQN),
 square (the CleanRL / PureJaxRL config) or the Huber function, and `Q_bar` the target
 network, moved after every gradient step by `stabilizers.periodic` (a hard copy every
 `target_every` env steps), `stabilizers.ema` (a soft update, `decay = 1 - tau`) or a copy
-at every step (no target network: the online params behind a stop-gradient).
+at every step (no target network: the online params behind a stop-gradient); "tracker"
+is `stabilizers.periodic(target_period, target_decay)` with both traced, so hard copies,
+EMAs and no target are one vmapped sweep. With `layer_norm` the Q-network normalizes
+each hidden layer before its ReLU (PQN, Gallici et al. 2024).
 
 An episode cut by the time limit is bootstrapped (`s_t` is `info["final_observation"]`);
 only `terminated` ends the return.
@@ -21,12 +24,13 @@ The default config is CleanRL's `dqn_jax.py` / PureJaxRL's `dqn.py` on CartPole-
 References:
   Mnih et al., Human-level control through deep reinforcement learning, Nature 2015.
   van Hasselt, Guez & Silver, Deep reinforcement learning with double Q-learning, AAAI 2016.
+  Gallici et al., Simplifying deep temporal difference learning (PQN), 2024.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args, get_type_hints
 
 import jax
 import jax.numpy as jnp
@@ -54,8 +58,11 @@ class Config:
     """Transitions per gradient step."""
     hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(120, 84))
     """Hidden layer widths of the Q-network."""
-    target: Literal["periodic", "ema", "none"] = struct.field(pytree_node=False, default="periodic")
-    """Target network: "periodic" (hard copy), "ema" (soft, tau) or "none"."""
+    target: Literal["periodic", "ema", "none", "tracker"] = struct.field(
+        pytree_node=False, default="periodic"
+    )
+    """Target network: "periodic" (hard copy), "ema" (soft, tau), "none", or "tracker"
+    (`stabilizers.periodic(target_period, target_decay)`, both traced)."""
     target_every: int = struct.field(pytree_node=False, default=500)
     """Env steps between hard copies of the "periodic" target (a multiple of train_every)."""
     double: bool = struct.field(pytree_node=False, default=False)
@@ -84,8 +91,17 @@ class Config:
     """Exploration rate after epsilon_steps env steps."""
     huber_delta: float = 1.0
     """Width of the quadratic region of the Huber loss."""
+    target_period: int = 1
+    """"tracker" target: gradient steps between its EMA steps (a leaf: a sweep over it is
+    one program)."""
+    target_decay: float = 0.0
+    """"tracker" target: the decay of each step (a leaf). Decay 0 every `target_period`
+    gradient steps is a hard copy; decay 0 every step is no target."""
+    layer_norm: bool = struct.field(pytree_node=False, default=False)
+    """A LayerNorm after each hidden dense layer, before its ReLU (PQN's placement)."""
 
 
+TARGETS = get_args(get_type_hints(Config)["target"])
 Item = replay.Transition
 
 
@@ -170,8 +186,8 @@ def _setup(config_static: Any) -> _Setup:
     obs_size = envs.observation_size(env, env_params, c.env)
     positive = ("num_envs", "buffer_size", "batch_size", "target_every", "train_every")
     offpolicy.check_common(c, (*positive, "eval_episodes"), ("learning_starts", "epsilon_steps"))
-    if c.target not in ("periodic", "ema", "none"):
-        raise ValueError(f"target must be 'periodic', 'ema' or 'none'; got {c.target!r}")
+    if c.target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}; got {c.target!r}")
     if c.loss not in ("mse", "huber"):
         raise ValueError(f"loss must be 'mse' or 'huber'; got {c.loss!r}")
     replay.check_kind(c.replay)
@@ -197,7 +213,7 @@ def _setup(config_static: Any) -> _Setup:
         obs_size=obs_size,
         num_actions=num_actions,
         max_steps=envs.max_episode_steps(env_params, c.env),
-        network=ReluMLP((*c.hidden, num_actions)),
+        network=ReluMLP((*c.hidden, num_actions), layer_norm=c.layer_norm),
         period=period,
         grad_steps=period // c.train_every,
     )
@@ -208,6 +224,8 @@ def _target_tx(config: Config) -> optax.GradientTransformation:
         return stabilizers.periodic(config.target_every // config.train_every)
     if config.target == "ema":
         return stabilizers.ema(1.0 - jnp.asarray(config.tau, jnp.float32))
+    if config.target == "tracker":
+        return stabilizers.periodic(config.target_period, config.target_decay)
     return stabilizers.ema(0.0)  # a copy after every gradient step: y uses the online params
 
 

@@ -17,17 +17,19 @@ values."""
 
 class ReluMLP(nn.Module):
     """ReLU MLP; `features` lists every layer's width. The last layer is linear unless
-    `activate_final`."""
+    `activate_final`. With `layer_norm`, a LayerNorm comes after each hidden dense layer,
+    before its ReLU (PQN's placement, Gallici et al. 2024)."""
 
     features: Sequence[int]
     activate_final: bool = False
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for i, width in enumerate(self.features):
             x = nn.Dense(width)(x)
             if i < len(self.features) - 1 or self.activate_final:
-                x = nn.relu(x)
+                x = nn.relu(nn.LayerNorm()(x) if self.layer_norm else x)
         return x
 
 

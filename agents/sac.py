@@ -17,18 +17,25 @@ The policy is a tanh-squashed Gaussian; `log pi` is the density of the squashed 
 softplus(-2u))`), which the environment sees rescaled to its action box. The critics are
 one vmapped ensemble of independently initialised members.
 
+The targets may instead follow `stabilizers.periodic(target_period, target_decay)`
+(`target="tracker"`, both traced: hard copies, EMAs and no target in one vmapped sweep) or
+be the online critics (`target="none"`). With `critic="crossq"` the critics are CrossQ's
+(`agents.crossq`): batch renormalization, and the current and next state-actions in one
+forward pass.
+
 An episode cut by the time limit is bootstrapped (`s_t` is `info["final_observation"]`);
 only `terminated` ends the return.
 
 References:
   Haarnoja et al., Soft actor-critic algorithms and applications, 2018 (learned
   temperature); the authors' code, github.com/rail-berkeley/softlearning.
+  Bhatt et al., CrossQ, ICLR 2024.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +44,7 @@ import optax
 from flax import struct
 
 import stabilizers
-from agents import actor_critic, offpolicy, replay
+from agents import actor_critic, crossq, offpolicy, replay
 from agents.networks import GaussianActor, ensemble_apply
 
 
@@ -52,6 +59,18 @@ class Config(actor_critic.Config):
     """Temperature at the start."""
     target_entropy_per_dim: float = -1.0
     """Target entropy per action dimension (the paper's heuristic: -1, i.e. -dim(A))."""
+    target: Literal["ema", "tracker", "none"] = struct.field(pytree_node=False, default="ema")
+    """The critics' targets: "ema" (decay 1 - tau), "tracker"
+    (`stabilizers.periodic(target_period, target_decay)`, both traced) or "none" (the
+    online critics behind a stop-gradient)."""
+    target_period: int = 1
+    """"tracker" target: gradient steps between its EMA steps (a leaf)."""
+    target_decay: float = 0.0
+    """"tracker" target: the decay of each step (a leaf); 0 is a copy."""
+    critic: Literal["mlp", "crossq"] = struct.field(pytree_node=False, default="mlp")
+    """"mlp", or "crossq": batch renormalization and one joint forward pass over the
+    current and next state-actions, Adam with b1 = 0.5 (`agents.crossq`, Bhatt et al. 2024).
+    Without a target ("none") the bootstrap values come from that joint pass."""
 
 
 class Learner(NamedTuple):
@@ -81,6 +100,8 @@ class Learner(NamedTuple):
 
 
 State = offpolicy.AgentState  # learner: this module's `Learner`
+TARGETS = ("ema", "tracker", "none")
+CRITICS = ("mlp", "crossq")
 
 
 # --------------------------------------------------------------------------- policy math
@@ -128,7 +149,10 @@ def _sample(s: actor_critic.Setup, actor_params, obs: jax.Array, key: jax.Array)
 
 def _actor_loss(actor_params, critic_params, alpha, obs, key, s: actor_critic.Setup):
     a, log_pi = _sample(s, actor_params, obs, key)
-    q = ensemble_apply(s.critic, critic_params, obs, s.center + s.scale * a)  # [C, B]
+    if isinstance(s.critic, crossq.Critic):  # inference mode: the running statistics
+        q = crossq.q_values(s.critic, critic_params, obs, s.center + s.scale * a)
+    else:
+        q = ensemble_apply(s.critic, critic_params, obs, s.center + s.scale * a)  # [C, B]
     return jnp.mean(alpha * log_pi - jnp.min(q, axis=0)), log_pi
 
 
@@ -144,7 +168,12 @@ def _actor(c: Config, center: np.ndarray, scale: np.ndarray) -> GaussianActor:
 
 
 def _setup(config: Config) -> actor_critic.Setup:
-    return actor_critic.setup(offpolicy.static(config), _actor)
+    s = actor_critic.setup(offpolicy.static(config), _actor)
+    if config.critic not in CRITICS:
+        raise ValueError(f"critic must be one of {CRITICS}; got {config.critic!r}")
+    if config.target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}; got {config.target!r}")
+    return s._replace(critic=crossq.Critic(config.hidden)) if config.critic == "crossq" else s
 
 
 def check(config: Config) -> None:
@@ -153,7 +182,23 @@ def check(config: Config) -> None:
 
 
 def _target_tx(config: Config) -> optax.GradientTransformation:
+    if config.target == "tracker":
+        return stabilizers.periodic(config.target_period, config.target_decay)
+    if config.target == "none":
+        return stabilizers.ema(0.0)
     return stabilizers.ema(1.0 - jnp.asarray(config.tau, jnp.float32))
+
+
+def _adam(config: Config, learning_rate) -> optax.GradientTransformation:
+    return (
+        crossq.optimizer(learning_rate) if config.critic == "crossq" else optax.adam(learning_rate)
+    )
+
+
+def _critic_opt_init(config: Config, critic_params) -> optax.OptState:
+    if config.critic == "crossq":
+        return crossq.optimizer(config.critic_learning_rate).init(critic_params["params"])
+    return actor_critic.critic_optimizer(config).init(critic_params)
 
 
 # --------------------------------------------------------------------------- init / step
@@ -170,8 +215,8 @@ def init(key: jax.Array, config: Config) -> State:
             critic_params=critic_params,
             target_critic_params=critic_params,
             log_alpha=log_alpha,
-            actor_opt_state=optax.adam(config.actor_learning_rate).init(actor_params),
-            critic_opt_state=actor_critic.critic_optimizer(config).init(critic_params),
+            actor_opt_state=_adam(config, config.actor_learning_rate).init(actor_params),
+            critic_opt_state=_critic_opt_init(config, critic_params),
             alpha_opt_state=optax.adam(config.alpha_learning_rate).init(log_alpha),
             target_state=_target_tx(config).init(critic_params),
             critic_loss=zero,
@@ -205,20 +250,27 @@ def _gradient_step(
 
     # Critics: soft clipped double-Q target with a' drawn from the current policy.
     a_t, log_pi_t = _sample(s, learner.actor_params, batch.obs_t, next_key)
-    q_t = ensemble_apply(
-        s.critic, learner.target_critic_params, batch.obs_t, s.center + s.scale * a_t
-    )
     discount_t = config.gamma * (1.0 - batch.terminated_t.astype(jnp.float32))
-    y = jax.vmap(soft_q_target, in_axes=(0, 0, 1, 0, None))(
-        batch.r_t, discount_t, q_t, log_pi_t, alpha
-    )
-    critics = actor_critic.critic_step(learner, batch, y, config, s, weight=0.5)
+
+    def targets(q_t):
+        return jax.vmap(soft_q_target, in_axes=(0, 0, 1, 0, None))(
+            batch.r_t, discount_t, q_t, log_pi_t, alpha
+        )
+
+    if config.critic == "crossq":
+        critics = _crossq_step(learner, batch, s.center + s.scale * a_t, targets, config, s)
+    else:
+        q_t = ensemble_apply(
+            s.critic, learner.target_critic_params, batch.obs_t, s.center + s.scale * a_t
+        )
+        y = targets(q_t)
+        critics = actor_critic.critic_step(learner, batch, y, config, s, weight=0.5)
 
     # Actor, by the reparameterisation trick, against the updated critics.
     (actor_loss, log_pi), actor_grads = jax.value_and_grad(_actor_loss, has_aux=True)(
         learner.actor_params, critics.params, alpha, batch.obs_tm1, actor_key, s
     )
-    updates, actor_opt_state = optax.adam(config.actor_learning_rate).update(
+    updates, actor_opt_state = _adam(config, config.actor_learning_rate).update(
         actor_grads, learner.actor_opt_state
     )
     actor_params = optax.apply_updates(learner.actor_params, updates)
@@ -248,6 +300,24 @@ def _gradient_step(
         entropy=-jnp.mean(log_pi),
         q=critics.q,
     )
+
+
+def _crossq_step(
+    learner: Learner, batch, a_t, targets, config: Config, s
+) -> actor_critic.CriticStep:
+    """CrossQ's critic step; without a target its own joint pass gives the bootstrap."""
+    target = None if config.target == "none" else learner.target_critic_params
+    params, opt_state, loss, q = crossq.critic_step(
+        learner.critic_params,
+        learner.critic_opt_state,
+        batch,
+        a_t,
+        targets,
+        target,
+        config.critic_learning_rate,
+        s.critic,
+    )
+    return actor_critic.CriticStep(params, opt_state, loss, q)
 
 
 def step(state: State, config: Config) -> tuple[State, dict[str, jax.Array]]:

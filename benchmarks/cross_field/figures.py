@@ -22,10 +22,20 @@ STYLE = {
     "layernorm": dict(color="#2ca02c", marker="D", label="LayerNorm, no target"),
     "layernorm_ema": dict(color="#2ca02c", marker="^", ls="--", label="LayerNorm + EMA"),
     "layernorm_schedule": dict(color="#2ca02c", marker="*", ms=13, label="LayerNorm + schedule"),
+    "crossq": dict(color="#d62728", marker="D", label="CrossQ (batch renorm), no target"),
+    "crossq_ema": dict(color="#d62728", marker="^", ls="--", label="CrossQ + EMA"),
 }
 BOTTOM = -1.0
 """The lowest normalized score drawn (below: a triangle at the edge)."""
-NAMES = {"ct": "CT", "vae": "VAE", "byol": "BYOL", "moco_v3": "MoCo v3", "td3": "TD3"}
+NAMES = {
+    "ct": "CT",
+    "vae": "VAE",
+    "byol": "BYOL",
+    "moco_v3": "MoCo v3",
+    "td3": "TD3",
+    "dqn": "DQN",
+    "sac": "SAC",
+}
 
 
 def _plt():

@@ -163,22 +163,29 @@ def answer_need_target(rows: list[dict]) -> list[str]:
     return lines or ["No algorithm has both age 0 and a target on the age axis."]
 
 
+NORMALIZERS = {"layernorm": "LayerNorm", "crossq": "CrossQ's batch renormalization"}
+"""Mechanism names of normalization without a target (age 0), and how the page says them."""
+
+
 def _normalization(key, part, none, target, needed: Estimate) -> list[str]:
-    layer = summary.cell(part, "layernorm", 0.0)
-    if not layer:
-        return []
-    vs_none = summary.difference(layer, none)
-    vs_target = summary.difference(layer, target)
-    if needed.low <= 0:
-        verdict = "there is no target to replace here"
-    elif vs_target.high >= 0:
-        verdict = "LayerNorm replaces the target (not below it within the interval)"
-    else:
-        verdict = "LayerNorm does not replace the target"
-    return [
-        f"{_label(key)}, LayerNorm without a target: {estimate(layer).text()}; minus no "
-        f"target {vs_none.text()}, minus the best target {vs_target.text()}: {verdict}."
-    ]
+    lines = []
+    for mechanism, name in NORMALIZERS.items():
+        normed = summary.cell(part, mechanism, 0.0)
+        if not normed:
+            continue
+        vs_none = summary.difference(normed, none)
+        vs_target = summary.difference(normed, target)
+        if needed.low <= 0:
+            verdict = "there is no target to replace here"
+        elif vs_target.high >= 0:
+            verdict = f"{name} replaces the target (not below it within the interval)"
+        else:
+            verdict = f"{name} does not replace the target"
+        lines.append(
+            f"{_label(key)}, {name} without a target: {estimate(normed).text()}; minus no "
+            f"target {vs_none.text()}, minus the best target {vs_target.text()}: {verdict}."
+        )
+    return lines
 
 
 def answer_scaling(rows: list[dict]) -> list[str]:
