@@ -24,11 +24,16 @@ def make(name: str) -> tuple[Any, Any]:
     """`gymnax.make(name)`, with an error that lists the registered names.
 
     Args:
-      name: a registered gymnax environment id, e.g. "CartPole-v1" or "Pendulum-v1".
+      name: a registered gymnax environment id, e.g. "CartPole-v1" or "Pendulum-v1", or
+        a Brax task, "brax:<env>[@backend]" (`agents.brax_envs`).
 
     Returns:
       `(env, env_params)`.
     """
+    if isinstance(name, str) and name.startswith("brax:"):
+        from agents import brax_envs
+
+        return brax_envs.make(name)
     if not isinstance(name, str) or name not in gymnax.registered_envs:
         raise ValueError(
             f"unknown environment {name!r}; registered gymnax environments: "

@@ -356,6 +356,14 @@ PRESETS = {
         critic_learning_rate=1e-3,
         alpha_learning_rate=1e-3,
     ),
+    "brax": Config(
+        env="brax:hopper",
+        total_steps=100_000,
+        buffer_size=100_000,
+        hidden=(64, 64),
+        batch_size=128,
+        learning_starts=5_000,
+    ),
     "smoke": Config(
         total_steps=300,
         buffer_size=512,
@@ -370,5 +378,11 @@ PRESETS = {
 - "pendulum": Pendulum-v1 at 20k env steps: the rl-baselines3-zoo settings for this
   budget (`hyperparams/sac.yml`: gamma 0.98, Adam 1e-3) on 64-64 networks and batches of
   128, smaller than the authors' so that a study of many seeds fits a CPU.
+- "brax": Brax locomotion (hopper): the SAC paper's settings (Adam 3e-4, gamma 0.99, tau
+  0.005, target entropy -dim(A)) with 5k random steps, on 64-64 networks and batches of
+  128 so that a study of several seeds fits a CPU (`benchmarks.brax_study`). Brax's
+  training notebook trains hopper's SAC with Adam 6e-4, discount 0.997, batches of 512,
+  reward scaling 30 and normalised observations over 6.5M env steps; the last two are not
+  part of this SAC, and 0.997 propagates reward too slowly for a budget of 100k steps.
 - "smoke": a run of a few seconds on a CPU, to check an install.
 """

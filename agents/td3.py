@@ -262,6 +262,14 @@ PRESETS = {
         actor_learning_rate=1e-3,
         critic_learning_rate=1e-3,
     ),
+    "brax": Config(
+        env="brax:hopper",
+        total_steps=100_000,
+        buffer_size=100_000,
+        hidden=(64, 64),
+        batch_size=128,
+        learning_starts=5_000,
+    ),
     "smoke": Config(
         total_steps=300,
         buffer_size=512,
@@ -278,5 +286,9 @@ PRESETS = {
 - "pendulum": Pendulum-v1 at 20k env steps: the rl-baselines3-zoo settings for this
   budget (`hyperparams/td3.yml`: gamma 0.98, Adam 1e-3) on 64-64 networks and batches of
   128, smaller than the authors' so that a study of many seeds fits a CPU.
+- "brax": Brax locomotion (hopper): the TD3 authors' settings (Adam 3e-4, gamma 0.99, tau
+  0.005, d = 2, noise 0.1 / 0.2 / 0.5) with 5k random steps (their 25k is a quarter of
+  this short a budget) on 64-64 networks and batches of 128, sized so that a study of
+  several seeds fits a CPU (`benchmarks.brax_study`).
 - "smoke": a run of a few seconds on a CPU, to check an install.
 """

@@ -52,7 +52,30 @@ def _writer_table(name: str):
     return render
 
 
-renders("readme.brax", "brax.json", optional=True)(_writer_table("brax.json"))
+@renders("readme.brax", "brax.json", optional=True)
+def readme_brax(data: dict) -> str:
+    rows = [
+        [
+            algo.upper(),
+            f"`{a['config']['env']}`",
+            len(a["final_return"]),
+            f"{a['env_steps']:,}",
+            ci(a["iqm"]),
+            f"{a['env_steps_per_second']:,.0f}",
+        ]
+        for algo, a in data["algorithms"].items()
+    ]
+    head = [
+        "algorithm",
+        "task",
+        "seeds",
+        "env steps per seed",
+        "final evaluation return, IQM [95% CI]",
+        "env steps / s (all seeds)",
+    ]
+    return table(head, rows) + "\n\n" + data["published"] + "\n\nResults: `docs/results/brax.json`."
+
+
 renders("readme.cross-field", "cross_field.json", optional=True)(_writer_table("cross_field.json"))
 
 
