@@ -11,6 +11,7 @@ state is not (Pardo et al., Time limits in reinforcement learning, ICML 2018).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import gymnax
@@ -18,6 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from gymnax.environments import spaces
+
+# gymnax's own code may broadcast arrays of different ranks (Swimmer-misc does): a
+# `jax_numpy_rank_promotion="raise"` meant for this project's code must not reject it.
+_THEIRS = functools.partial(jax.numpy_rank_promotion, "allow")
 
 
 def make(name: str) -> tuple[Any, Any]:
@@ -44,7 +49,7 @@ def make(name: str) -> tuple[Any, Any]:
             + ", ".join(gymnax.registered_envs)
         )
     try:
-        with jax.ensure_compile_time_eval():
+        with jax.ensure_compile_time_eval(), _THEIRS():
             env, env_params = gymnax.make(name)
     except OSError as e:  # MNISTBandit-bsuite reads (or downloads) MNIST when it is built
         raise ValueError(
@@ -169,9 +174,10 @@ def flatten(obs: jax.Array, batch_dims: int = 0) -> jax.Array:
 
 def reset(env: Any, env_params: Any, key: jax.Array, num_envs: int) -> tuple[jax.Array, Any]:
     """Resets `num_envs` environments: `(obs [num_envs, *obs_shape], env_states)`."""
-    obs, states = jax.vmap(env.reset, in_axes=(0, None))(
-        jax.random.split(key, num_envs), env_params
-    )
+    with _THEIRS():
+        obs, states = jax.vmap(env.reset, in_axes=(0, None))(
+            jax.random.split(key, num_envs), env_params
+        )
     return encode(env, env_params, obs, 1), states
 
 
@@ -199,9 +205,10 @@ class EnvStep(NamedTuple):
 def step(env: Any, env_params: Any, key: jax.Array, env_state: Any, action: jax.Array) -> EnvStep:
     """Steps every environment once (one key each, split from `key`)."""
     num_envs = action.shape[0]
-    obs, env_state, reward, terminated, truncated, info = jax.vmap(
-        env.step, in_axes=(0, 0, 0, None)
-    )(jax.random.split(key, num_envs), env_state, action, env_params)
+    with _THEIRS():
+        obs, env_state, reward, terminated, truncated, info = jax.vmap(
+            env.step, in_axes=(0, 0, 0, None)
+        )(jax.random.split(key, num_envs), env_state, action, env_params)
     return EnvStep(
         obs=encode(env, env_params, obs, 1),
         env_state=env_state,
