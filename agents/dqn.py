@@ -378,5 +378,47 @@ PRESETS = {
         epsilon_steps=1_000,
         eval_episodes=2,
     ),
+    "minatar": Config(
+        env="Breakout-MinAtar",
+        num_envs=1,
+        total_steps=5_000_000,
+        buffer_size=100_000,
+        batch_size=32,
+        hidden=(128,),
+        network="conv",
+        target="periodic",
+        target_every=1_000,
+        loss="huber",
+        learning_starts=5_000,
+        train_every=1,
+        epsilon_steps=100_000,
+        epsilon_delay=5_000,
+        optimizer="rmsprop",
+        learning_rate=2.5e-4,
+        gamma=0.99,
+        epsilon_start=1.0,
+        epsilon_end=0.1,
+        huber_delta=1.0,
+        rmsprop_decay=0.95,
+        rmsprop_eps=0.01,
+        rmsprop_momentum=0.95,
+    ),
 }
-"""Named configs. "smoke": a run of a few seconds on a CPU, to check an install."""
+"""Named configs.
+
+- "smoke": a run of a few seconds on a CPU, to check an install.
+- "minatar": the DQN of Young & Tian (2019), as their repository's `examples/dqn.py`
+  (github.com/kenjyoung/MinAtar) sets it: BATCH_SIZE = 32, REPLAY_BUFFER_SIZE = 100000,
+  TARGET_NETWORK_UPDATE_FREQ = 1000 (a hard copy every 1000 updates; one update per
+  frame, TRAINING_FREQ = 1), REPLAY_START_SIZE = 5000 frames of uniformly random actions,
+  then epsilon from EPSILON = 1.0 down to END_EPSILON = 0.1 over FIRST_N_FRAMES = 100000,
+  GAMMA = 0.99, NUM_FRAMES = 5000000, `f.smooth_l1_loss` (the Huber loss, delta 1), and
+  `optim.RMSprop(lr=STEP_SIZE = 0.00025, alpha=SQUARED_GRAD_MOMENTUM = 0.95,
+  centered=True, eps=MIN_SQUARED_GRAD = 0.01, momentum=GRAD_MOMENTUM = 0.95)`. PyTorch's
+  RMSprop adds eps to the square root of the centered second moment; optax.rmsprop does
+  the same with `eps_in_sqrt=False` (its momentum is PyTorch's: a trace of the scaled
+  gradients), so the optimizer is the same. The network is theirs: a 3 x 3 convolution
+  of 16 filters (stride 1, no padding), ReLU, a dense layer of 128 ReLU units and the
+  output layer. Where gymnax's MinAtar differs from theirs (no sticky actions; episodes
+  cut at `max_steps_in_episode`), this follows gymnax.
+"""

@@ -52,16 +52,28 @@ def torso(network: str, obs_shape: Sequence[int], env: str = "the environment") 
 class MinAtarTorso(nn.Module):
     """The convolutional layer of the MinAtar DQN (Young & Tian 2019): a 3 x 3
     convolution of `channels` (16) filters, stride 1, no padding, then ReLU, flattened.
-    Input `[..., height, width, channels]`; output `[..., features]`."""
+    Input `[..., height, width, channels]`; output `[..., features]`.
+
+    `y[a, b, o] = relu(bias[o] + sum_{i, j, c} x[a + i, b + j, c] kernel[i, j, c, o])`,
+    computed as one matrix product of the 3 x 3 patches (laid out as `i, j, c`) with the
+    kernel (`[3, 3, C, channels]`, initialised as `nn.Conv`'s), which XLA's CPU backend
+    runs far faster than a convolution inside a scanned training loop.
+    """
 
     channels: int = 16
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        lead = x.shape[:-3]
-        x = jnp.reshape(x, (-1, *x.shape[-3:]))
-        x = nn.relu(nn.Conv(self.channels, (3, 3), strides=(1, 1), padding="VALID")(x))
-        return jnp.reshape(x, (*lead, -1))
+        c = x.shape[-1]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, c, self.channels))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.channels,))
+        h, w = x.shape[-3] - 2, x.shape[-2] - 2
+        patches = jnp.concatenate(
+            [x[..., i : i + h, j : j + w, :] for i in range(3) for j in range(3)], axis=-1
+        )
+        y = patches @ jnp.reshape(kernel, (9 * c, self.channels))
+        y = y + jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
+        return jnp.reshape(nn.relu(y), (*x.shape[:-3], -1))
 
 
 def features(obs: jax.Array, obs_ndim: int, conv: bool) -> jax.Array:

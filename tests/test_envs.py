@@ -138,16 +138,25 @@ def harness_tiny(algo: str, name: str):
     )
 
 
+# The environments whose step compiles slowest (seconds each, on top of the agent): their
+# fitting pairs are marked slow, to deselect with -m "not slow" when time is short.
+SLOW_COMPILE = {f"{g}-MinAtar" for g in ("Asterix", "Freeway", "Seaquest", "SpaceInvaders")}
+SLOW_COMPILE |= {"PointRobot-misc", "Reacher-misc", "Swimmer-misc"}
+
+
+def _param(name: str, algo: str):
+    slow = name in SLOW_COMPILE and fits(name, algo)
+    return pytest.param(name, algo, id=f"{algo}-{name}", marks=[pytest.mark.slow] if slow else [])
+
+
 PAIRS = [(n, a) for n in ENVS for a in ALGOS]
 # through `benchmarks.train.main` (files, checks and all); the rest through the harness
 ENTRY_POINT = {("CartPole-v1", "dqn"), ("Pendulum-v1", "ddpg"), ("PointRobot-misc", "sac")}
 ENTRY_POINT |= {("MountainCarContinuous-v0", "td3"), ("FrozenLake-misc", "dqn")}
 
 
-@pytest.mark.parametrize("name, algo", PAIRS, ids=[f"{a}-{n}" for n, a in PAIRS])
-def test_every_environment_trains_or_refuses_in_one_line(
-    name, algo, tmp_path, capsys, local_mnist
-):
+@pytest.mark.parametrize("name, algo", [_param(n, a) for n, a in PAIRS])
+def test_every_environment_trains_or_refuses_in_one_line(name, algo, tmp_path, capsys, local_mnist):
     out = tmp_path / "run"
     if not fits(name, algo):
         status, err = run_train(algo, name, out, capsys)
@@ -275,7 +284,7 @@ def test_minatar_dqn_gets_the_papers_network():
     params = s.network.init(jax.random.key(0), jnp.zeros(s.obs_shape))
     shapes = jax.tree.map(jnp.shape, params["params"])
     # Young & Tian 2019: 3x3 conv of 16 filters (no padding: 8 x 8 x 16), dense 128, out
-    assert shapes["Conv"]["Conv_0"]["kernel"] == (3, 3, 4, 16)
+    assert shapes["Conv"]["kernel"] == (3, 3, 4, 16)
     assert shapes["Dense_0"]["kernel"] == (8 * 8 * 16, 128)
     assert shapes["Dense_1"]["kernel"] == (128, s.num_actions)
     q = s.network.apply(params, jnp.zeros((5, *s.obs_shape)))
@@ -286,6 +295,21 @@ def test_minatar_dqn_gets_the_papers_network():
     assert "Conv" not in params["params"]
     assert params["params"]["Dense_0"]["kernel"].shape == (400, 128)
     assert mlp.network.apply(params, jnp.zeros((5, 10, 10, 4))).shape == (5, s.num_actions)
+
+
+def test_the_minatar_torso_is_a_valid_3x3_convolution():
+    torso = networks.MinAtarTorso()
+    x = jax.random.uniform(jax.random.key(0), (5, 10, 10, 4))
+    params = torso.init(jax.random.key(1), x[0])
+    kernel = params["params"]["kernel"]
+    bias = jax.random.normal(jax.random.key(2), (16,))
+    y = torso.apply({"params": {"kernel": kernel, "bias": bias}}, x)
+    conv = jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    expected = jax.nn.relu(conv + bias[None, None, None, :]).reshape(5, -1)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    assert torso.apply(params, x[0]).shape == (8 * 8 * 16,)  # one observation
 
 
 def test_conv_on_vector_observations_is_refused():
