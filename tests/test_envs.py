@@ -334,3 +334,21 @@ def test_actor_critic_networks_read_images_through_the_conv_torso(module):
     out = out if module is td3 else out[0]
     assert out.shape == (3, 2)
     assert critic.apply(critic_params, obs, action).shape == (3,)
+
+
+# --------------------------------------------------------------------------- the carry
+
+
+def test_a_step_that_changes_its_state_types_is_named():
+    from benchmarks.harness.program import canonical, check_carry
+
+    before = {"a": jnp.zeros(3), "b": jnp.zeros((), jnp.int32)}
+    check_carry(before, jax.eval_shape(lambda s: s, before), "algo")
+    with pytest.raises(ValueError, match=r"\['b'\]: int32\[\] -> float32\[\]"):
+        check_carry(before, {"a": jnp.zeros(3), "b": jnp.zeros(())}, "algo")
+    with pytest.raises(ValueError, match="another structure"):
+        check_carry(before, {"a": jnp.zeros(3)}, "algo")
+    weak = jax.jit(lambda: {"t": jnp.asarray(0) + 1})()["t"]
+    assert jax.typeof(weak).weak_type
+    strong = jax.jit(canonical)({"t": weak})["t"]
+    assert not jax.typeof(strong).weak_type and strong.dtype == weak.dtype
