@@ -35,7 +35,7 @@ import optax
 from flax import struct
 
 import stabilizers
-from agents import envs, offpolicy, replay
+from agents import envs, networks, offpolicy, replay
 from agents.networks import Critic, ensemble_apply, ensemble_init
 
 
@@ -56,6 +56,9 @@ class Config:
     """Transitions per gradient step."""
     hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(256, 256))
     """Hidden layer widths of the actor and of each critic."""
+    network: networks.Network = struct.field(pytree_node=False, default="auto")
+    """What reads the observation: "auto" (MinAtar's 3x3x16 convolution for images,
+    else an MLP on the flattened observation), "mlp" or "conv"."""
     num_critics: int = struct.field(pytree_node=False, default=2)
     """Critics in the ensemble; the targets take their minimum (clipped double-Q)."""
     learning_starts: int = struct.field(pytree_node=False, default=1_000)
@@ -73,12 +76,14 @@ class Config:
 
 
 class Setup(NamedTuple):
-    """What the static fields of a config fix: the environment, its action box (`low`,
-    `high`, `center`, `scale`: shape `[1, action_size]`) and the networks."""
+    """What the static fields of a config fix: the environment, its observations' shape
+    (`agents.envs.observation_shape`), its action box (`low`, `high`, `center`, `scale`:
+    shape `[1, action_size]`) and the networks (`torso`: "mlp" or "conv")."""
 
     env: Any
     env_params: Any
-    obs_size: int
+    obs_shape: tuple[int, ...]
+    torso: str
     action_size: int
     low: np.ndarray
     high: np.ndarray
@@ -89,11 +94,13 @@ class Setup(NamedTuple):
     critic: Critic
 
 
-ActorFor = Callable[[Any, np.ndarray, np.ndarray], nn.Module]
-"""`(config, center, scale) -> actor module`, `center` and `scale` of shape `[action_size]`."""
+ActorFor = Callable[[Any, np.ndarray, np.ndarray, dict], nn.Module]
+"""`(config, center, scale, reads) -> actor module`, `center` and `scale` of shape
+`[action_size]`, `reads` the keyword arguments that say how it reads an observation
+(`obs_ndim`, `conv`; see `agents.networks.features`)."""
 
 
-@functools.lru_cache(maxsize=64)
+@offpolicy.setup_cache
 def setup(c: Config, actor_for: ActorFor, positive: tuple[str, ...] = ()) -> Setup:
     """Checks the static config `c` (`offpolicy.static`) and builds its `Setup`.
 
@@ -106,7 +113,8 @@ def setup(c: Config, actor_for: ActorFor, positive: tuple[str, ...] = ()) -> Set
     name = type(c).__module__.rsplit(".", 1)[-1]
     env, env_params = envs.make(c.env)
     low, high = envs.action_bounds(env, env_params, c.env, name)
-    obs_size = envs.observation_size(env, env_params, c.env)
+    obs_shape = envs.observation_shape(env, env_params, c.env)
+    torso = networks.torso(c.network, obs_shape, c.env)
     common = ("num_envs", "buffer_size", "batch_size", "num_critics")
     offpolicy.check_common(c, (*common, *positive, "eval_episodes"), ("learning_starts",))
     if c.learning_starts % c.num_envs:
@@ -114,18 +122,20 @@ def setup(c: Config, actor_for: ActorFor, positive: tuple[str, ...] = ()) -> Set
             f"learning_starts ({c.learning_starts}) must be a multiple of num_envs ({c.num_envs})"
         )
     center, scale = (high + low) / 2, (high - low) / 2
+    reads = {"obs_ndim": len(obs_shape), "conv": torso == "conv"}
     return Setup(
         env=env,
         env_params=env_params,
-        obs_size=obs_size,
+        obs_shape=obs_shape,
+        torso=torso,
         action_size=int(low.shape[0]),
         low=low[None],
         high=high[None],
         center=center[None],
         scale=scale[None],
         max_steps=envs.max_episode_steps(env_params, c.env),
-        actor=actor_for(c, center, scale),
-        critic=Critic(hidden=c.hidden),
+        actor=actor_for(c, center, scale, reads),
+        critic=Critic(hidden=c.hidden, **reads),
     )
 
 
@@ -139,7 +149,7 @@ def init(
     """A fresh run: actor and critic ensemble (`learner_init(actor_params, critic_params)`
     builds the learner around them), an empty buffer, reset environments."""
     actor_key, critic_key, reset_key, key = jax.random.split(key, 4)
-    obs0, act0 = jnp.zeros((s.obs_size,)), jnp.zeros((s.action_size,))
+    obs0, act0 = jnp.zeros(s.obs_shape), jnp.zeros((s.action_size,))
     actor_params = s.actor.init(actor_key, obs0)
     critic_params = ensemble_init(s.critic, critic_key, config.num_critics, obs0, act0)
     obs, env_state = envs.reset(s.env, s.env_params, reset_key, config.num_envs)

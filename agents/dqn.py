@@ -38,7 +38,7 @@ import optax
 from flax import struct
 
 import stabilizers
-from agents import envs, offpolicy, replay
+from agents import envs, networks, offpolicy, replay
 from agents.networks import ReluMLP
 
 
@@ -57,7 +57,13 @@ class Config:
     batch_size: int = struct.field(pytree_node=False, default=128)
     """Transitions per gradient step."""
     hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(120, 84))
-    """Hidden layer widths of the Q-network."""
+    """Hidden layer widths of the Q-network (after the convolution, if there is one)."""
+    network: networks.Network = struct.field(pytree_node=False, default="auto")
+    """What reads the observation: "auto" (MinAtar's 3x3x16 convolution for images,
+    else an MLP on the flattened observation), "mlp" or "conv"."""
+    optimizer: Literal["adam", "rmsprop"] = struct.field(pytree_node=False, default="adam")
+    """"adam", or "rmsprop": centered RMSProp with momentum, eps added to the root (the
+    MinAtar DQN's torch.optim.RMSprop)."""
     target: Literal["periodic", "ema", "none", "tracker"] = struct.field(
         pytree_node=False, default="periodic"
     )
@@ -75,12 +81,20 @@ class Config:
     """Env steps per gradient step (divides num_envs or is a multiple of it)."""
     epsilon_steps: int = struct.field(pytree_node=False, default=250_000)
     """Env steps over which epsilon falls linearly from epsilon_start to epsilon_end."""
+    epsilon_delay: int = struct.field(pytree_node=False, default=0)
+    """Env steps before epsilon starts to fall (MinAtar's DQN: its replay start)."""
     eval_episodes: int = struct.field(pytree_node=False, default=10)
     """Greedy episodes per evaluation."""
     replay: Literal["ring", "flashbax"] = struct.field(pytree_node=False, default="ring")
     """Replay buffer: "ring" (shared write position) or "flashbax" (its item buffer)."""
     learning_rate: float = 2.5e-4
-    """Adam step size."""
+    """Step size of the optimizer."""
+    rmsprop_decay: float = 0.95
+    """RMSProp: decay of the running (centered) second moment."""
+    rmsprop_eps: float = 0.01
+    """RMSProp: added to the root of the second moment (MinAtar's MIN_SQUARED_GRAD)."""
+    rmsprop_momentum: float = 0.95
+    """RMSProp: momentum of the scaled updates."""
     gamma: float = 0.99
     """Discount factor."""
     tau: float = 0.005
@@ -110,7 +124,7 @@ class Learner(NamedTuple):
 
     Attributes:
       params, target_params: online and target Q-network parameters.
-      opt_state: Adam's state.
+      opt_state: the optimizer's state (Adam or RMSProp).
       target_state: the target tracker's state (periodic, ema).
       loss: the latest TD loss (0 before learning starts).
     """
@@ -165,7 +179,7 @@ def q_learning_td(
 class _Setup(NamedTuple):
     env: Any
     env_params: Any
-    obs_size: int
+    obs_shape: tuple[int, ...]
     num_actions: int
     max_steps: int
     network: ReluMLP
@@ -178,14 +192,18 @@ def check(config: Config) -> None:
     _setup(offpolicy.static(config))
 
 
-@functools.lru_cache(maxsize=64)
+@offpolicy.setup_cache
 def _setup(config_static: Any) -> _Setup:
     c = config_static
     env, env_params = envs.make(c.env)
     num_actions = envs.num_actions(env, env_params, c.env, "dqn")
-    obs_size = envs.observation_size(env, env_params, c.env)
+    obs_shape = envs.observation_shape(env, env_params, c.env)
+    torso = networks.torso(c.network, obs_shape, c.env)
     positive = ("num_envs", "buffer_size", "batch_size", "target_every", "train_every")
-    offpolicy.check_common(c, (*positive, "eval_episodes"), ("learning_starts", "epsilon_steps"))
+    nonnegative = ("learning_starts", "epsilon_steps", "epsilon_delay")
+    offpolicy.check_common(c, (*positive, "eval_episodes"), nonnegative)
+    if c.optimizer not in ("adam", "rmsprop"):
+        raise ValueError(f"optimizer must be 'adam' or 'rmsprop'; got {c.optimizer!r}")
     if c.target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}; got {c.target!r}")
     if c.loss not in ("mse", "huber"):
@@ -210,10 +228,15 @@ def _setup(config_static: Any) -> _Setup:
     return _Setup(
         env=env,
         env_params=env_params,
-        obs_size=obs_size,
+        obs_shape=obs_shape,
         num_actions=num_actions,
         max_steps=envs.max_episode_steps(env_params, c.env),
-        network=ReluMLP((*c.hidden, num_actions), layer_norm=c.layer_norm),
+        network=ReluMLP(
+            (*c.hidden, num_actions),
+            obs_ndim=len(obs_shape),
+            conv=torso == "conv",
+            layer_norm=c.layer_norm,
+        ),
         period=period,
         grad_steps=period // c.train_every,
     )
@@ -230,12 +253,24 @@ def _target_tx(config: Config) -> optax.GradientTransformation:
 
 
 def _optimizer(config: Config) -> optax.GradientTransformation:
+    if config.optimizer == "rmsprop":
+        # torch.optim.RMSprop(centered=True, momentum, eps) as the MinAtar DQN uses it:
+        # m, v running means of g and g^2, update = -lr * trace(g / (sqrt(v - m^2) + eps))
+        return optax.rmsprop(
+            config.learning_rate,
+            decay=config.rmsprop_decay,
+            eps=config.rmsprop_eps,
+            eps_in_sqrt=False,
+            centered=True,
+            momentum=config.rmsprop_momentum,
+        )
     return optax.adam(config.learning_rate)
 
 
 def epsilon(config: Config, env_steps: jax.Array) -> jax.Array:
-    """Linear decay from epsilon_start to epsilon_end over epsilon_steps, then constant."""
-    frac = jnp.clip(env_steps / max(config.epsilon_steps, 1), 0.0, 1.0)
+    """epsilon_start for the first epsilon_delay env steps, then a linear decay to
+    epsilon_end over epsilon_steps, then constant."""
+    frac = jnp.clip((env_steps - config.epsilon_delay) / max(config.epsilon_steps, 1), 0.0, 1.0)
     return config.epsilon_start + frac * (config.epsilon_end - config.epsilon_start)
 
 
@@ -243,17 +278,17 @@ def epsilon(config: Config, env_steps: jax.Array) -> jax.Array:
 
 
 def init(key: jax.Array, config: Config) -> State:
-    """A fresh run: network, target (= network), Adam, empty buffer, reset environments."""
+    """A fresh run: network, target (= network), optimizer, empty buffer, reset environments."""
     s = _setup(offpolicy.static(config))
     params_key, reset_key, key = jax.random.split(key, 3)
-    params = s.network.init(params_key, jnp.zeros((s.obs_size,)))
+    params = s.network.init(params_key, jnp.zeros(s.obs_shape))
     obs, env_state = envs.reset(s.env, s.env_params, reset_key, config.num_envs)
     example = Item(
-        obs_tm1=jnp.zeros((s.obs_size,)),
+        obs_tm1=jnp.zeros(s.obs_shape),
         a_tm1=jnp.zeros((), jnp.int32),
         r_t=jnp.zeros(()),
         terminated_t=jnp.zeros((), bool),
-        obs_t=jnp.zeros((s.obs_size,)),
+        obs_t=jnp.zeros(s.obs_shape),
     )
     learner = Learner(
         params=params,
@@ -366,5 +401,47 @@ PRESETS = {
         epsilon_steps=1_000,
         eval_episodes=2,
     ),
+    "minatar": Config(
+        env="Breakout-MinAtar",
+        num_envs=1,
+        total_steps=5_000_000,
+        buffer_size=100_000,
+        batch_size=32,
+        hidden=(128,),
+        network="conv",
+        target="periodic",
+        target_every=1_000,
+        loss="huber",
+        learning_starts=5_000,
+        train_every=1,
+        epsilon_steps=100_000,
+        epsilon_delay=5_000,
+        optimizer="rmsprop",
+        learning_rate=2.5e-4,
+        gamma=0.99,
+        epsilon_start=1.0,
+        epsilon_end=0.1,
+        huber_delta=1.0,
+        rmsprop_decay=0.95,
+        rmsprop_eps=0.01,
+        rmsprop_momentum=0.95,
+    ),
 }
-"""Named configs. "smoke": a run of a few seconds on a CPU, to check an install."""
+"""Named configs.
+
+- "smoke": a run of a few seconds on a CPU, to check an install.
+- "minatar": the DQN of Young & Tian (2019), as their repository's `examples/dqn.py`
+  (github.com/kenjyoung/MinAtar) sets it: BATCH_SIZE = 32, REPLAY_BUFFER_SIZE = 100000,
+  TARGET_NETWORK_UPDATE_FREQ = 1000 (a hard copy every 1000 updates; one update per
+  frame, TRAINING_FREQ = 1), REPLAY_START_SIZE = 5000 frames of uniformly random actions,
+  then epsilon from EPSILON = 1.0 down to END_EPSILON = 0.1 over FIRST_N_FRAMES = 100000,
+  GAMMA = 0.99, NUM_FRAMES = 5000000, `f.smooth_l1_loss` (the Huber loss, delta 1), and
+  `optim.RMSprop(lr=STEP_SIZE = 0.00025, alpha=SQUARED_GRAD_MOMENTUM = 0.95,
+  centered=True, eps=MIN_SQUARED_GRAD = 0.01, momentum=GRAD_MOMENTUM = 0.95)`. PyTorch's
+  RMSprop adds eps to the square root of the centered second moment; optax.rmsprop does
+  the same with `eps_in_sqrt=False` (its momentum is PyTorch's: a trace of the scaled
+  gradients), so the optimizer is the same. The network is theirs: a 3 x 3 convolution
+  of 16 filters (stride 1, no padding), ReLU, a dense layer of 128 ReLU units and the
+  output layer. Where gymnax's MinAtar differs from theirs (no sticky actions; episodes
+  cut at `max_steps_in_episode`), this follows gymnax.
+"""

@@ -11,6 +11,7 @@ state is not (Pardo et al., Time limits in reinforcement learning, ICML 2018).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import gymnax
@@ -19,9 +20,18 @@ import jax.numpy as jnp
 import numpy as np
 from gymnax.environments import spaces
 
+# gymnax's own code may broadcast arrays of different ranks (Swimmer-misc does): a
+# `jax_numpy_rank_promotion="raise"` meant for this project's code must not reject it.
+_THEIRS = functools.partial(jax.numpy_rank_promotion, "allow")
+
 
 def make(name: str) -> tuple[Any, Any]:
-    """`gymnax.make(name)`, with an error that lists the registered names.
+    """`gymnax.make(name)`, built outside any trace, with an error that lists the names.
+
+    The environment and its params end up in the agents' cached setups and are closed
+    over by every compiled program, so they must be concrete: they are built under
+    `jax.ensure_compile_time_eval()` (gymnax computes some default params and constants
+    with `jnp`, which inside a trace would give tracers that outlive it) and checked.
 
     Args:
       name: a registered gymnax environment id, e.g. "CartPole-v1" or "Pendulum-v1", or
@@ -29,6 +39,10 @@ def make(name: str) -> tuple[Any, Any]:
 
     Returns:
       `(env, env_params)`.
+
+    Raises:
+      ValueError: an unknown name, or an environment that cannot be built here (MNIST
+        bandit without its data files).
     """
     if isinstance(name, str) and name.startswith("brax:"):
         from agents import brax_envs
@@ -39,18 +53,69 @@ def make(name: str) -> tuple[Any, Any]:
             f"unknown environment {name!r}; registered gymnax environments: "
             + ", ".join(gymnax.registered_envs)
         )
-    return gymnax.make(name)
+    try:
+        with jax.ensure_compile_time_eval(), _THEIRS():
+            env, env_params = gymnax.make(name)
+    except OSError as e:  # MNISTBandit-bsuite reads (or downloads) MNIST when it is built
+        raise ValueError(
+            f"{name} could not be built: gymnax reads its data files when it builds it and "
+            f"failed ({type(e).__name__}: {' '.join(str(e).split())}); MNISTBandit-bsuite "
+            "needs the four MNIST files (train-images-idx3-ubyte.gz, ...) in /tmp/mnist, "
+            "where gymnax.utils.load_mnist downloads them when a network is reachable"
+        ) from None
+    check_concrete(name, env, env_params)
+    return env, env_params
+
+
+def check_concrete(name: str, *objects: Any) -> None:
+    """Raises a ValueError if a JAX tracer hides in `objects`: pytrees, or objects (such
+    as a gymnax environment or an agent's setup) whose attributes hold arrays. A value
+    made inside a trace must never be kept beyond it."""
+
+    def leaves(obj: Any):
+        for x in jax.tree.leaves(obj):
+            if isinstance(x, jax.core.Tracer) or not hasattr(x, "__dict__"):
+                yield x
+            elif not isinstance(x, (jax.Array, np.ndarray)):
+                yield from jax.tree.leaves(list(vars(x).values()))
+
+    for obj in objects:
+        if any(isinstance(x, jax.core.Tracer) for x in leaves(obj)):
+            raise ValueError(
+                f"{name}: {type(obj).__name__} holds values traced inside a jit/vmap; build "
+                "it outside any trace (or under jax.ensure_compile_time_eval())"
+            )
+
+
+def observation_shape(env: Any, env_params: Any, name: str) -> tuple[int, ...]:
+    """The shape of one observation as the agents' networks read it (`encode`).
+
+    A `Discrete(n)` observation is one-hot: `(n,)`. An image (a Box of rank 3, height x
+    width x channels, e.g. MinAtar's 10 x 10 x C) keeps its shape. Any other Box is
+    flattened to a vector.
+    """
+    space = _observation_space(env, env_params)
+    if isinstance(space, spaces.Discrete):
+        return (int(space.n),)
+    if not isinstance(space, spaces.Box):
+        raise ValueError(
+            f"{name} has observation space {space!r}; the agents read a Box (an array, "
+            "flattened or, with rank 3, an image) or a Discrete observation (one-hot)"
+        )
+    shape = tuple(int(d) for d in space.shape)
+    if len(shape) == 3:
+        return shape
+    return (int(np.prod(shape, dtype=np.int64)),)
 
 
 def observation_size(env: Any, env_params: Any, name: str) -> int:
-    """Size of the flattened observation (the agents' networks are MLPs)."""
-    space = env.observation_space(env_params)
-    if not isinstance(space, spaces.Box):
-        raise ValueError(
-            f"{name} has observation space {space!r}; the agents need an array (Box) "
-            "observation that an MLP can read"
-        )
-    return int(np.prod(space.shape, dtype=np.int64))
+    """Number of values in one encoded observation (`observation_shape`)."""
+    return int(np.prod(observation_shape(env, env_params, name), dtype=np.int64))
+
+
+def _observation_space(env: Any, env_params: Any) -> Any:
+    with jax.ensure_compile_time_eval():
+        return env.observation_space(env_params)
 
 
 def num_actions(env: Any, env_params: Any, name: str, algo: str) -> int:
@@ -95,17 +160,30 @@ def max_episode_steps(env_params: Any, name: str) -> int:
     return int(steps)
 
 
+def encode(env: Any, env_params: Any, obs: jax.Array, batch_dims: int = 0) -> jax.Array:
+    """Observations as the networks read them (float32, `observation_shape` after the
+    `batch_dims` leading axes): one-hot for a Discrete space, images as they are, any
+    other array flattened."""
+    space = _observation_space(env, env_params)
+    if isinstance(space, spaces.Discrete):
+        return jax.nn.one_hot(obs, int(space.n), dtype=jnp.float32)
+    if len(space.shape) == 3:
+        return obs.astype(jnp.float32)
+    return flatten(obs, batch_dims)
+
+
 def flatten(obs: jax.Array, batch_dims: int = 0) -> jax.Array:
     """Flattens observations to float32 vectors, keeping `batch_dims` leading axes."""
     return jnp.reshape(obs, obs.shape[:batch_dims] + (-1,)).astype(jnp.float32)
 
 
 def reset(env: Any, env_params: Any, key: jax.Array, num_envs: int) -> tuple[jax.Array, Any]:
-    """Resets `num_envs` environments: `(obs [num_envs, obs_size], env_states)`."""
-    obs, states = jax.vmap(env.reset, in_axes=(0, None))(
-        jax.random.split(key, num_envs), env_params
-    )
-    return flatten(obs, 1), states
+    """Resets `num_envs` environments: `(obs [num_envs, *obs_shape], env_states)`."""
+    with _THEIRS():
+        obs, states = jax.vmap(env.reset, in_axes=(0, None))(
+            jax.random.split(key, num_envs), env_params
+        )
+    return encode(env, env_params, obs, 1), states
 
 
 class EnvStep(NamedTuple):
@@ -132,16 +210,17 @@ class EnvStep(NamedTuple):
 def step(env: Any, env_params: Any, key: jax.Array, env_state: Any, action: jax.Array) -> EnvStep:
     """Steps every environment once (one key each, split from `key`)."""
     num_envs = action.shape[0]
-    obs, env_state, reward, terminated, truncated, info = jax.vmap(
-        env.step, in_axes=(0, 0, 0, None)
-    )(jax.random.split(key, num_envs), env_state, action, env_params)
+    with _THEIRS():
+        obs, env_state, reward, terminated, truncated, info = jax.vmap(
+            env.step, in_axes=(0, 0, 0, None)
+        )(jax.random.split(key, num_envs), env_state, action, env_params)
     return EnvStep(
-        obs=flatten(obs, 1),
+        obs=encode(env, env_params, obs, 1),
         env_state=env_state,
         reward=reward.astype(jnp.float32),
         terminated=terminated,
         truncated=truncated,
-        next_obs=flatten(info["final_observation"], 1),
+        next_obs=encode(env, env_params, info["final_observation"], 1),
     )
 
 
@@ -193,7 +272,7 @@ def evaluate(
 
     Args:
       env, env_params: the environment.
-      policy: `obs [num_episodes, obs_size] -> actions [num_episodes, ...]`.
+      policy: `obs [num_episodes, *obs_shape] -> actions [num_episodes, ...]`.
       key: randomness of the start states (and of stochastic dynamics).
       num_episodes: episodes to average.
       max_steps: the environment's time limit.

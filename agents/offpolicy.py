@@ -4,14 +4,15 @@ A run's state is an `AgentState`: the algorithm's learner, the replay buffer, th
 environments, the training-episode returns, the key and a step count that every seed
 shares. One `step` of an agent acts in `num_envs` environments, `record`s the
 transitions, and lets its learner learn from the buffer where `learn_if` says so. The
-config helpers (`static`, `check_common`) serve the agents' `lru_cache`d setups.
+config helpers (`static`, `check_common`, `setup_cache`) serve the agents' cached setups.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import jax
 
@@ -101,6 +102,32 @@ def repeat(update: Callable[[Any, jax.Array], Any], carry: Any, key: jax.Array, 
         return update(carry, k), None
 
     return jax.lax.scan(body, carry, jax.random.split(key, n))[0]
+
+
+T = TypeVar("T")
+
+
+def setup_cache(build: Callable[..., T]) -> Callable[..., T]:
+    """`functools.lru_cache` for an agent's setup (environment, spaces, networks), with
+    the guarantee that nothing it caches was made inside a trace.
+
+    The first call usually comes while `init` is being traced (`jax.eval_shape` of the
+    command line's checks, or `jit`): `build` then runs under
+    `jax.ensure_compile_time_eval()`, so what it computes with `jnp` (an environment's
+    default params, its constants) is concrete, and the result is checked for tracers
+    (`envs.check_concrete`) before it is cached. A tracer kept in the cache would leak
+    out of its trace into every later program.
+    """
+
+    @functools.lru_cache(maxsize=64)
+    @functools.wraps(build)
+    def cached(*args: Any, **kwargs: Any) -> T:
+        with jax.ensure_compile_time_eval():
+            setup = build(*args, **kwargs)
+        envs.check_concrete(f"{build.__module__}.{build.__name__}", setup)
+        return setup
+
+    return cached
 
 
 def static(config: Any) -> Any:

@@ -163,8 +163,8 @@ def _alpha_loss(log_alpha, log_pi, target_entropy):
 # --------------------------------------------------------------------------- setup
 
 
-def _actor(c: Config, center: np.ndarray, scale: np.ndarray) -> GaussianActor:
-    return GaussianActor(hidden=c.hidden, action_size=int(center.shape[0]))
+def _actor(c: Config, center: np.ndarray, scale: np.ndarray, reads: dict) -> GaussianActor:
+    return GaussianActor(hidden=c.hidden, action_size=int(center.shape[0]), **reads)
 
 
 def _setup(config: Config) -> actor_critic.Setup:

@@ -117,12 +117,13 @@ def _actor_loss(actor_params, critic_params, obs: jax.Array, s: actor_critic.Set
 # --------------------------------------------------------------------------- setup
 
 
-def _actor(c: Config, center: np.ndarray, scale: np.ndarray) -> DeterministicActor:
+def _actor(c: Config, center: np.ndarray, scale: np.ndarray, reads: dict) -> DeterministicActor:
     return DeterministicActor(
         hidden=c.hidden,
         action_size=int(center.shape[0]),
         center=tuple(center.tolist()),
         scale=tuple(scale.tolist()),
+        **reads,
     )
 
 

@@ -21,6 +21,7 @@ def readme_minatar(data: dict) -> str:
     rows = []
     for game, g in data["games"].items():
         paper = g.get("paper_dqn_at_frames")
+        published = g.get("paper_dqn", {})
         rows.append(
             [
                 game,
@@ -28,6 +29,8 @@ def readme_minatar(data: dict) -> str:
                 f"{g['frames']:,}",
                 ci(stats.summary(g["train_return"])),
                 "n/a" if paper is None else num(paper),
+                " / ".join(num(v) for v in published.values()) or "n/a",
+                f"{g['env_steps_per_second']:,.0f}" if g.get("env_steps_per_second") else "-",
             ]
         )
     head = [
@@ -36,6 +39,8 @@ def readme_minatar(data: dict) -> str:
         "frames",
         "training return, last 10% of frames, IQM [95% CI]",
         "the paper's DQN at equal frames",
+        "the paper's DQN at 1M / 2M frames (read off its figure)",
+        "env steps / s",
     ]
     return table(head, rows)
 

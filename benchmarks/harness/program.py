@@ -40,6 +40,44 @@ def tree_all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack(oks)) if oks else jnp.array(True)
 
 
+def canonical(tree: Any) -> Any:
+    """`tree` with weak types made strong (`x + 1` where `x` is a Python int is weakly
+    typed), so that a run's state has the same types before its first step as after."""
+
+    def strong(x):
+        if isinstance(x, jax.Array) and getattr(jax.typeof(x), "weak_type", False):
+            return jax.lax.convert_element_type(x, x.dtype)
+        return x
+
+    return jax.tree.map(strong, tree)
+
+
+def check_carry(before: Any, after: Any, what: str) -> None:
+    """Raises a ValueError when a step's output state (`after`: arrays or their shapes)
+    differs from its input (`before`) in structure, shape or dtype: a compiled segment
+    must be called with the pytree it was compiled for, and the state of one step is
+    the input of the next."""
+    before_leaves, before_tree = jax.tree_util.tree_flatten_with_path(before)
+    after_leaves, after_tree = jax.tree_util.tree_flatten_with_path(after)
+    if before_tree != after_tree:
+        raise ValueError(
+            f"{what}: step returns a state of another structure than it takes "
+            f"({len(after_leaves)} leaves, {len(before_leaves)} in); make the state's fields "
+            "the same pytree after every step"
+        )
+    differ = [
+        f"{jax.tree_util.keystr(path)}: {x.dtype}{list(x.shape)} -> {y.dtype}{list(y.shape)}"
+        for (path, x), (_, y) in zip(before_leaves, after_leaves, strict=True)
+        if (x.shape, x.dtype) != (y.shape, y.dtype)
+    ]
+    if differ:
+        raise ValueError(
+            f"{what}: step changes the shape or dtype of its state, at "
+            + "; ".join(differ[:5])
+            + (f" (and {len(differ) - 5} more)" if len(differ) > 5 else "")
+        )
+
+
 def device_layout(
     grid_size: int, seed_chunk: int | None, max_devices: int | None, echo: Callable[[str], None]
 ) -> tuple[list, int | None]:
@@ -156,8 +194,9 @@ class Program:
         return self.place(f(*args), specs)
 
     def init(self):
-        """The initial states of the grid, placed on the devices."""
-        return self.computed(jax.jit(self._init), self.state_specs, self.keys, self.grid.config)
+        """The initial states of the grid (`canonical` types), placed on the devices."""
+        init = jax.jit(lambda keys, cfg: canonical(self._init(keys, cfg)))
+        return self.computed(init, self.state_specs, self.keys, self.grid.config)
 
     # ---- segments
 
@@ -231,8 +270,9 @@ class Program:
     def compile(self, lengths: Sequence[int], states) -> None:
         """Compiles a segment program for each of `lengths`, and the evaluation."""
         for length in sorted(set(lengths)):
-            program = self._segment_program(length)
-            self._segments[length] = program.lower(states, self.config).compile()
+            lowered = self._segment_program(length).lower(states, self.config)
+            check_carry(states, lowered.out_info[0], getattr(self.algo, "__name__", "algo"))
+            self._segments[length] = lowered.compile()
         in_specs = (self.state_specs, self.cfg_specs, P(GRID_AXIS))
         evaluate = jax.jit(self.shard(self._evaluate, in_specs, P(GRID_AXIS)))
         self._eval = evaluate.lower(states, self.config, self.eval_keys(0)).compile()
@@ -262,10 +302,12 @@ class HostLoop:
         self.one_step, self.length = one_step, length
 
     def lower(self, *args):
-        self.one_step = self.one_step.lower(*args).compile()
+        self._lowered = self.one_step.lower(*args)
+        self.out_info = self._lowered.out_info
         return self
 
     def compile(self):
+        self.one_step = self._lowered.compile()
         return self
 
     def __call__(self, states, cfg):
