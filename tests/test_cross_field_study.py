@@ -310,3 +310,15 @@ def test_estimates_pool_tasks_and_count_missing_scores_as_the_floor():
     assert est.value == pytest.approx(0.5) and est.failures == 1 and est.statistic == "IQM"
     assert est.low <= est.value <= est.high
     assert json.dumps(est._asdict())
+
+
+def test_the_report_names_the_programs_a_rows_file_lacks():
+    expected = report.expected_programs(quick=True)
+    assert {"rl/dqn", "generative/ct", "representation/byol"} <= set(expected)
+    partial = {"programs": {name: {} for name in expected if not name.startswith("rl/")}}
+    line = " ".join(report.completeness(partial, expected))
+    rl = [name for name in expected if name.startswith("rl/")]
+    assert f"{len(rl)} of the study's {len(expected)} programs" in line
+    assert all(name in line for name in rl) and "generative/ct" not in line
+    whole = {"programs": {name: {} for name in expected}}
+    assert "Every program" in report.completeness(whole, expected)[0]

@@ -10,6 +10,7 @@ are absent says so.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -412,8 +413,32 @@ def theory_figure(path: str, theory_dir: str, rows: list[dict]) -> bool:
     return True
 
 
-def page(data: dict, drawn: dict[str, bool], figure_dir: str) -> str:
-    """The Markdown page."""
+def expected_programs(quick: bool) -> list[str]:
+    """Every program the study defines at this size, as "field/program"."""
+    from benchmarks.cross_field.__main__ import FIELD_MODULES
+
+    names = []
+    for field, module_name in FIELD_MODULES.items():
+        module = importlib.import_module(module_name)
+        names += [f"{field}/{p.name}" for p in module.programs(quick)]
+    return names
+
+
+def completeness(data: dict, expected: list[str]) -> list[str]:
+    """A line that says which of the study's programs the rows file does not hold yet."""
+    missing = [name for name in expected if name not in data.get("programs", {})]
+    if not missing:
+        return ["Every program of the study is in the rows file.", ""]
+    return [
+        f"**Incomplete:** {len(missing)} of the study's {len(expected)} programs are not in "
+        f"the rows file yet ({', '.join(missing)}); the answers below use only the rows "
+        "present. `python -m benchmarks.cross_field run` trains them.",
+        "",
+    ]
+
+
+def page(data: dict, drawn: dict[str, bool], figure_dir: str, expected=None) -> str:
+    """The Markdown page; `expected` names the study's programs (see `completeness`)."""
     rows, prov = data["rows"], data.get("provenance", {})
     study = data.get("study", {})
     kind = "quick" if study.get("quick") else "full"
@@ -436,6 +461,8 @@ def page(data: dict, drawn: dict[str, bool], figure_dir: str) -> str:
         f"{prov.get('ended_utc', '?')}.",
         "",
     ]
+    if expected is not None:
+        text += completeness(data, expected)
     captions = {
         "panels": "Normalized score against the target's mean age, per algorithm (IQM and "
         "95% bootstrap interval over runs; triangles: below -1); beside it, the fraction of "
@@ -481,6 +508,7 @@ def main(args) -> int:
     }
     path = os.path.join(out, "cross_field.md")
     with open(path, "w") as f:
-        f.write(page(data, drawn, figure_dir))
+        expected = expected_programs(bool(data.get("study", {}).get("quick")))
+        f.write(page(data, drawn, figure_dir, expected))
     print(f"[cross_field] report: {path}")
     return 0

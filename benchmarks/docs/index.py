@@ -42,7 +42,8 @@ def readme_minatar(data: dict) -> str:
         "the paper's DQN at 1M / 2M frames (read off its figure)",
         "env steps / s",
     ]
-    return table(head, rows)
+    figure = "![DQN learning curves on the MinAtar games](docs/figures/minatar_dqn.png)"
+    return table(head, rows) + "\n\n" + figure + "\n\nResults: `docs/results/minatar_dqn.json`."
 
 
 def _writer_table(name: str):
@@ -65,6 +66,7 @@ def readme_brax(data: dict) -> str:
             f"`{a['config']['env']}`",
             len(a["final_return"]),
             f"{a['env_steps']:,}",
+            ci(stats.summary(a["curve"]["return"][0])),
             ci(a["iqm"]),
             f"{a['env_steps_per_second']:,.0f}",
         ]
@@ -75,10 +77,19 @@ def readme_brax(data: dict) -> str:
         "task",
         "seeds",
         "env steps per seed",
+        "untrained (step 0), IQM [95% CI]",
         "final evaluation return, IQM [95% CI]",
         "env steps / s (all seeds)",
     ]
-    return table(head, rows) + "\n\n" + data["published"] + "\n\nResults: `docs/results/brax.json`."
+    figure = "![TD3 and SAC learning curves on Brax](docs/figures/brax.png)"
+    return (
+        table(head, rows)
+        + "\n\n"
+        + data["published"]
+        + "\n\n"
+        + figure
+        + "\n\nResults: `docs/results/brax.json`."
+    )
 
 
 renders("readme.cross-field", "cross_field.json", optional=True)(_writer_table("cross_field.json"))
