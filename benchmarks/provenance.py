@@ -55,6 +55,21 @@ def git_state() -> dict:
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
+AT_IMPORT = git_state()
+"""The checkout's state when this module was first imported, near the start of the command:
+the code the run imported. A commit made while a long run goes on is not the run's."""
+
+
+def run_state() -> dict:
+    """`git_state()` at import; where HEAD or its cleanliness changed since, the state at the
+    end too, as `commit_at_end` and `dirty_at_end`."""
+    state = dict(AT_IMPORT)
+    end = git_state()
+    if end != AT_IMPORT:
+        state.update(commit_at_end=end["commit"], dirty_at_end=end["dirty"])
+    return state
+
+
 def versions() -> dict:
     """Python's version and those of the packages that decide the numbers (None: absent)."""
     out = {"python": platform.python_version()}
@@ -116,7 +131,7 @@ def provenance(started: str | None = None, argv: list[str] | None = None) -> dic
     and the end now."""
     started = started or IMPORTED
     return {
-        **git_state(),
+        **run_state(),
         "versions": versions(),
         **machine(),
         "command": command(argv),

@@ -42,3 +42,14 @@ def test_a_module_run_is_written_as_python_dash_m():
         check=True,
     )
     assert out.stdout.strip() == "python -m benchmarks.train --algo dqn"
+
+
+def test_the_commit_is_the_one_at_the_start_and_a_later_one_is_recorded_beside_it(monkeypatch):
+    start = {"commit": "a" * 40, "dirty": False}
+    monkeypatch.setattr(provenance, "AT_IMPORT", start)
+    monkeypatch.setattr(provenance, "git_state", lambda: start)
+    assert provenance.run_state() == start
+    monkeypatch.setattr(provenance, "git_state", lambda: {"commit": "b" * 40, "dirty": True})
+    p = provenance.provenance()
+    assert p["commit"] == "a" * 40 and p["dirty"] is False
+    assert p["commit_at_end"] == "b" * 40 and p["dirty_at_end"] is True

@@ -431,7 +431,7 @@ def completeness(data: dict, expected: list[str]) -> list[str]:
         return ["Every program of the study is in the rows file.", ""]
     return [
         f"**Incomplete:** {len(missing)} of the study's {len(expected)} programs are not in "
-        f"the rows file yet ({', '.join(missing)}); the answers below use only the rows "
+        f"the rows file yet ({', '.join(missing)}); what is shown uses only the rows "
         "present. `python -m benchmarks.cross_field run` trains them.",
         "",
     ]

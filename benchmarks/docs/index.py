@@ -46,18 +46,6 @@ def readme_minatar(data: dict) -> str:
     return table(head, rows) + "\n\n" + figure + "\n\nResults: `docs/results/minatar_dqn.json`."
 
 
-def _writer_table(name: str):
-    """A block for results another command writes with its own Markdown `table` (a list of
-    lines), shown as written, and a pointer to the file."""
-
-    def render(data: dict) -> str:
-        lines = data.get("table")
-        pointer = f"Results: `docs/results/{name}`."
-        return "\n".join(lines) + "\n\n" + pointer if lines else pointer
-
-    return render
-
-
 @renders("readme.brax", "brax.json", optional=True)
 def readme_brax(data: dict) -> str:
     rows = [
@@ -92,7 +80,15 @@ def readme_brax(data: dict) -> str:
     )
 
 
-renders("readme.cross-field", "cross_field.json", optional=True)(_writer_table("cross_field.json"))
+@renders("readme.cross-field", "cross_field.json", optional=True)
+def readme_cross_field(data: dict) -> str:
+    """The best age per algorithm, and which of the study's programs the file lacks."""
+    from benchmarks.cross_field import report
+
+    study = data.get("study", {})
+    expected = report.expected_programs(bool(study.get("quick")))
+    lines = report.completeness(data, expected) + report.best_age_table(data["rows"])
+    return "\n".join(lines) + "\n\nResults: `docs/results/cross_field.json`."
 
 
 # --------------------------------------------------------------------- where results came from
