@@ -33,7 +33,7 @@ BAD = {
     "sweep unknown field": (["--algo", "dqn", "--sweep", "taus=0.1"], "has no field 'taus'"),
     "sweep bad choice": (
         ["--algo", "dqn", "--sweep", "target=periodic,polyak"],
-        "target is one of 'periodic', 'ema', 'none'; got 'polyak'",
+        "target is one of 'periodic', 'ema', 'none', 'tracker'; got 'polyak'",
     ),
     "sweep bad count": (["--algo", "dqn", "--sweep", "num_envs=4,x"], "num_envs takes an integer"),
     "bad choice": (["--algo", "dqn", "--target", "polyak"], "invalid choice 'polyak'"),
