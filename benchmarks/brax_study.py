@@ -54,11 +54,9 @@ def run_dir(env: str, algo: str, quick: bool) -> str:
 
 
 def _finished(out: str) -> bool:
-    path = os.path.join(out, "results.json")
-    if not os.path.exists(path):
-        return False
-    with open(path) as f:
-        return json.load(f).get("status") == "completed"
+    from benchmarks import harness
+
+    return harness.completed(out) is not None
 
 
 def train_algo(algo: str, env: str, steps: int, seeds: int, quick: bool) -> str:

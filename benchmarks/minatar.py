@@ -101,16 +101,10 @@ def run_game(game: str, frames: int, seeds: int, args) -> None:
 
 
 def _finished(out: str, frames: int, seeds: int) -> bool:
-    path = os.path.join(out, "results.json")
-    if not os.path.exists(path):
-        return False
-    with open(path) as f:
-        res = json.load(f)
-    return (
-        res.get("status") == "completed"
-        and res["env_steps"] >= frames
-        and (len(res["seeds"]) == seeds)
-    )
+    from benchmarks import harness
+
+    res = harness.completed(out)
+    return res is not None and res["env_steps"] >= frames and len(res["seeds"]) == seeds
 
 
 def collect(games: list[str], out: str, started: str) -> dict:

@@ -116,11 +116,9 @@ def run_dir(study: str, variant: str) -> str:
 
 
 def _finished(out: str) -> bool:
-    path = os.path.join(out, "results.json")
-    if not os.path.exists(path):
-        return False
-    with open(path) as f:
-        return json.load(f).get("status") == "completed"
+    from benchmarks import harness
+
+    return harness.completed(out) is not None
 
 
 def run_study(study: str, seeds: int, only: str | None, extra: list[str]) -> None:

@@ -24,12 +24,13 @@ The parts, one job each:
 
 from benchmarks.harness.grid import sweep_grid, units
 from benchmarks.harness.loop import Result, check, run, run_length_fields
-from benchmarks.harness.records import FORMAT_VERSION, curve, jsonable, read_log
+from benchmarks.harness.records import FORMAT_VERSION, completed, curve, jsonable, read_log
 
 __all__ = [
     "FORMAT_VERSION",
     "Result",
     "check",
+    "completed",
     "curve",
     "jsonable",
     "read_log",

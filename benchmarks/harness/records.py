@@ -86,6 +86,17 @@ class Log:
         return {}
 
 
+def completed(out_dir: str | os.PathLike) -> dict | None:
+    """The run's `results.json` when it says the run completed; None otherwise (no file yet,
+    or a run that stopped early)."""
+    path = os.path.join(os.fspath(out_dir), "results.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        results = json.load(f)
+    return results if results.get("status") == "completed" else None
+
+
 def read_log(out_dir: str | os.PathLike) -> list[dict]:
     """The records of a run's `log.jsonl` (one per segment; `None` marks non-finite)."""
     return read_jsonl(os.path.join(os.fspath(out_dir), "log.jsonl"))
