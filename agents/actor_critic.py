@@ -38,6 +38,17 @@ import stabilizers
 from agents import envs, networks, offpolicy, replay
 from agents.networks import Critic, ensemble_apply, ensemble_init
 
+BRAX_BUDGET = dict(
+    env="brax:hopper",
+    total_steps=100_000,
+    buffer_size=100_000,
+    hidden=(64, 64),
+    batch_size=128,
+    learning_starts=5_000,
+)
+"""The budget of TD3's and SAC's "brax" presets: 100k env steps of hopper with 64-64
+networks and batches of 128, sized so that both algorithms x 6 seeds fit a 2-core CPU."""
+
 
 @struct.dataclass
 class Config:

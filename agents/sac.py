@@ -356,14 +356,7 @@ PRESETS = {
         critic_learning_rate=1e-3,
         alpha_learning_rate=1e-3,
     ),
-    "brax": Config(
-        env="brax:hopper",
-        total_steps=100_000,
-        buffer_size=100_000,
-        hidden=(64, 64),
-        batch_size=128,
-        learning_starts=5_000,
-    ),
+    "brax": Config(**actor_critic.BRAX_BUDGET),
     "smoke": Config(
         total_steps=300,
         buffer_size=512,
