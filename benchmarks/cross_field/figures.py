@@ -124,8 +124,9 @@ def age_panels(path: str, rows: list[dict]) -> bool:
         for m in STYLE
         if m in present
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    ncol = min(len(handles), 4)  # wider rows run off a one-panel figure
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05 * -(-len(handles) // ncol), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
