@@ -279,7 +279,9 @@ def test_report_writes_figures_and_answers_from_rows(tmp_path, rl):
     rows = _rows(np.random.default_rng(0), rl=rl)
     source = tmp_path / "rows.json"
     common.write(str(source), rows, {"commit": "abc"}, study={"quick": True, "seeds": 3})
-    args = types.SimpleNamespace(source=str(source), out=str(tmp_path), theory=str(tmp_path))
+    args = types.SimpleNamespace(
+        source=str(source), out=str(tmp_path), theory=str(tmp_path / "theory.json")
+    )
     assert report.main(args) == 0
     for name in ("panels", "summary", "partner", "scaling"):
         assert os.path.getsize(tmp_path / report.FIGURES[name]) > 10_000
@@ -295,7 +297,9 @@ def test_report_runs_on_one_field_alone(tmp_path):
     rows = [r for r in _rows(np.random.default_rng(1)) if r["field"] == "generative"]
     source = tmp_path / "rows.json"
     common.write(str(source), rows, {})
-    args = types.SimpleNamespace(source=str(source), out=str(tmp_path), theory=str(tmp_path))
+    args = types.SimpleNamespace(
+        source=str(source), out=str(tmp_path), theory=str(tmp_path / "theory.json")
+    )
     assert report.main(args) == 0
     assert not os.path.exists(tmp_path / report.FIGURES["scaling"])
     assert "No scaling rows." in (tmp_path / "cross_field.md").read_text()
@@ -322,3 +326,44 @@ def test_the_report_names_the_programs_a_rows_file_lacks():
     assert all(name in line for name in rl) and "generative/ct" not in line
     whole = {"programs": {name: {} for name in expected}}
     assert "Every program" in report.completeness(whole, expected)[0]
+
+
+def test_report_reads_the_theory_results_beside_the_rows(tmp_path):
+    from benchmarks.cross_field import theory
+    from benchmarks.cross_field.__main__ import theory_file
+
+    rng = np.random.default_rng(2)
+    problems = {}
+    for name, problem in theory.PROBLEMS.items():
+        shape = (len(problem.lrs), len(problem.ages) + 1, len(problem.ages) + 1)
+        predicted = rng.choice([-1, 0, 1], size=shape)
+        measured = predicted.copy()
+        measured[-1, 0, 1:3] = -1  # two cells of the largest rate diverge against the theory
+        predicted[-1, 0, 1:3] = 1
+        problems[name] = {
+            "iterations": problem.iterations,
+            "seeds": 3,
+            "learning_rate": list(problem.lrs),
+            "measured": measured.tolist(),
+            "predicted": predicted.tolist(),
+            "radius": rng.uniform(0.9, 0.99, shape).tolist(),
+            "agreement": theory.agreement(measured, predicted),
+        }
+    rows = [r for r in _rows(np.random.default_rng(1)) if r["field"] == "generative"]
+    source = tmp_path / "rows.json"
+    common.write(str(source), rows, {})
+    assert theory_file(str(source)) == str(tmp_path / "rows_theory.json")
+    with open(theory_file(str(source)), "w") as f:
+        json.dump({"problems": problems}, f)
+    args = types.SimpleNamespace(source=str(source), out=str(tmp_path), theory=None)
+    assert report.main(args) == 0
+    assert os.path.getsize(tmp_path / report.FIGURES["theory"]) > 10_000
+    text = (tmp_path / "cross_field.md").read_text()
+    for p in problems.values():
+        m, q = np.asarray(p["measured"]), np.asarray(p["predicted"])
+        a = p["agreement"]
+        assert a["both_decided"] == int(((m != 0) & (q != 0)).sum())
+        assert a["agree"] == a["both_decided"] - 2
+        assert f"agree at {a['agree']} of the {a['both_decided']} cells" in text
+    assert text.count("they differ at 2 at learning rate") == 2
+    assert "predicted converges, measured diverges" in text

@@ -42,6 +42,8 @@ BAD = {
         "no program 'dqn'",
     ),
     "cross_field flag": ("cross_field", ["report", "--form", "x.json"], "--form"),
+    "cross_field theory seeds": ("cross_field.theory", ["--seeds", "0"], "argument --seeds"),
+    "cross_field theory landmark": ("cross_field.theory", ["--landmark", "x"], "landmark"),
 }
 
 

@@ -9,7 +9,10 @@
 `run` trains every program of the chosen fields, each in its own folder under `--out`
 (a finished program is read back, an interrupted one resumes from its checkpoints), and
 writes the rows after every program: the full study to docs/results/cross_field.json,
-`--quick` to `<out>/cross_field.json`. Rows of fields not run this time are kept.
+`--quick` to `<out>/cross_field.json`. Rows of fields not run this time are kept. The
+`theory` entry of `--fields` (on by default) then measures and predicts the linear map of
+`benchmarks.cross_field.theory` into the file beside the rows (`cross_field_theory.json`),
+which `report` reads to place each field's best age on it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ FIELD_MODULES = {
     "generative": "benchmarks.cross_field.generative",
     "representation": "benchmarks.cross_field.representation",
 }
+THEORY = "theory"  # not a field of rows: the linear map of benchmarks.cross_field.theory
 SEEDS = {True: 3, False: 5}
 PROG = "python -m benchmarks.cross_field"
 
@@ -48,8 +52,11 @@ def field_modules(names: list[str], only: set[str] | None = None) -> dict:
     """The field modules by name; a field whose module is not there yet is skipped."""
     out = {}
     for name in names:
+        if name == THEORY:
+            continue
         if name not in FIELD_MODULES:
-            cli.fail(PROG, f"--fields {name}: unknown field; fields: {', '.join(FIELD_MODULES)}")
+            known = ", ".join([*FIELD_MODULES, THEORY])
+            cli.fail(PROG, f"--fields {name}: unknown field; fields: {known}")
         try:
             module = importlib.import_module(FIELD_MODULES[name])
         except ModuleNotFoundError as error:
@@ -62,7 +69,7 @@ def field_modules(names: list[str], only: set[str] | None = None) -> dict:
 
 
 def run(args) -> int:
-    cli.configure_layout(args)
+    layout = cli.configure_layout(args)
     from benchmarks import provenance
     from benchmarks.cross_field import common
 
@@ -71,7 +78,9 @@ def run(args) -> int:
     path = args.json or (os.path.join(out, "cross_field.json") if quick else RESULTS)
     seeds = args.seeds or SEEDS[quick]
     only = set(args.only.split(",")) if args.only else None
-    fields = field_modules(args.fields.split(","), only)
+    names = args.fields.split(",")
+    fields = field_modules(names, only)
+    with_theory = THEORY in names and not only
     known = {p.name for m in fields.values() for p in getattr(m, "module", m).programs(quick)}
     if only and only - known:
         cli.fail(
@@ -83,6 +92,8 @@ def run(args) -> int:
         for name, module in fields.items():
             for p in module.programs(quick):
                 print(f"{name}/{p.name}: {p.algorithm}, {p.describe()} x {seeds} seeds")
+        if with_theory:
+            print(f"{THEORY}: the toy and Baird's grids of learning rate x age x mechanism")
         return 0
     started = provenance.now()
     kept = common.read(path) if os.path.exists(path) else {}
@@ -106,11 +117,37 @@ def run(args) -> int:
             programs={**summary, **programs},
         )
 
-    common.run_study(
-        fields, quick=quick, seeds=seeds, runs_dir=os.path.join(out, "runs"), write_rows=write_rows
-    )
-    print(f"[cross_field] rows: {path}", file=sys.stderr)
+    if fields:
+        common.run_study(
+            fields,
+            quick=quick,
+            seeds=seeds,
+            runs_dir=os.path.join(out, "runs"),
+            write_rows=write_rows,
+        )
+        print(f"[cross_field] rows: {path}", file=sys.stderr)
+    if with_theory:
+        from benchmarks.cross_field import theory
+
+        theory_path = theory_file(path)
+        print(f"[cross_field] {THEORY}: the toy and Baird's grids x {seeds} seeds", file=sys.stderr)
+        results = theory.run(theory_path, seeds, layout=layout)
+        for name, r in results["problems"].items():
+            a = r["agreement"]
+            print(
+                f"[cross_field] {THEORY}/{name}: measured and predicted agree at {a['agree']} "
+                f"of {a['both_decided']} decided cells ({r['measure_seconds']:.0f} s)",
+                file=sys.stderr,
+            )
+        print(f"[cross_field] {THEORY}: {theory_path}", file=sys.stderr)
     return 0
+
+
+def theory_file(rows_path: str) -> str:
+    """Where the theory results go beside a rows file (`docs/results/cross_field.json` ->
+    `docs/results/cross_field_theory.json`)."""
+    root, ext = os.path.splitext(rows_path)
+    return f"{root}_theory{ext or '.json'}"
 
 
 def report(args) -> int:
@@ -129,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--quick", action="store_true", help="the small study (3 seeds)")
     r.add_argument("--out", default=None, help="run folder (runs/cross_field[_quick])")
     r.add_argument("--json", default=None, help="rows file (see the module docstring)")
-    r.add_argument("--fields", default=",".join(FIELD_MODULES), help="comma-separated fields")
+    r.add_argument(
+        "--fields",
+        default=",".join([*FIELD_MODULES, THEORY]),
+        help="comma-separated fields (%(default)s)",
+    )
     r.add_argument(
         "--seeds", type=cli.positive_int, default=None, help="seeds per cell (quick 3, full 5)"
     )
@@ -139,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("report", help="figures and docs/cross_field.md from the rows")
     p.add_argument("--from", dest="source", default=RESULTS, help="rows file")
     p.add_argument("--out", default=None, help="folder of the page and figures (default docs/)")
-    p.add_argument("--theory", default=os.path.join("runs", "theory"), help="theory results")
+    p.add_argument("--theory", default=None, help="theory results (default: beside the rows file)")
     args = parser.parse_args(argv)
     return run(args) if args.command == "run" else report(args)
 

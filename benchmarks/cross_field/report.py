@@ -391,10 +391,9 @@ def programs_table(programs: dict) -> list[str]:
 # --------------------------------------------------------------------------- the page
 
 
-def theory_figure(path: str, theory_dir: str, rows: list[dict]) -> bool:
-    """The theory map (`theory.py`'s results) with each algorithm's best age as a line of
-    its learning rate x age; False when the theory results are absent."""
-    source = os.path.join(theory_dir, "results.json")
+def theory_figure(path: str, source: str, rows: list[dict]) -> bool:
+    """The theory map (`theory.py`'s results file `source`) with each algorithm's best age
+    as a line of its learning rate x age; False when the theory results are absent."""
     if not os.path.exists(source):
         return False
     from benchmarks.cross_field import theory
@@ -411,6 +410,61 @@ def theory_figure(path: str, theory_dir: str, rows: list[dict]) -> bool:
     verdicts = {n: np.asarray(r["measured"]) for n, r in results["problems"].items()}
     theory.plot_map(path, verdicts, landmarks)
     return True
+
+
+def theory_lines(source: str) -> list[str]:
+    """What the theory results say, in words: per problem, how often the measured and the
+    predicted verdicts agree, and at which learning rates and radii they do not."""
+    if not os.path.exists(source):
+        return ["No theory results (`python -m benchmarks.cross_field run --fields theory`)."]
+    with open(source) as f:
+        problems = json.load(f)["problems"]
+    verdicts = {1: "converges", -1: "diverges"}
+    out = []
+    for name, p in problems.items():
+        measured, predicted = np.asarray(p["measured"]), np.asarray(p["predicted"])
+        radius, lrs = np.asarray(p["radius"]), p["learning_rate"]
+        a = p["agreement"]
+        line = (
+            f"{name} ({p['iterations']} updates, {p['seeds']} seeds, median seed): measured and "
+            f"predicted verdicts agree at {a['agree']} of the {a['both_decided']} cells where "
+            f"both decide ({a['cells']} cells)"
+        )
+        off = (measured != predicted) & (measured != 0) & (predicted != 0)
+        if not off.any():
+            out.append(line + ".")
+            continue
+        parts = []
+        for i in sorted(set(np.argwhere(off)[:, 0].tolist())):
+            cells = off[i]
+            pairs = sorted(
+                {
+                    (int(x), int(y))
+                    for x, y in zip(predicted[i][cells], measured[i][cells], strict=True)
+                }
+            )
+            r = radius[i][cells]
+            said = "; ".join(f"predicted {verdicts[x]}, measured {verdicts[y]}" for x, y in pairs)
+            parts.append(
+                f"{int(cells.sum())} at learning rate {lrs[i]:g} ({said}; radius "
+                f"{r.min():.4f} to {r.max():.4f})"
+            )
+        out.append(line + "; they differ at " + ", ".join(parts) + ".")
+        if any(x == 1 and y == -1 for x, y in pairs):
+            out.append(
+                f"On {name} the prediction is of the expected update, the mean of the sampled "
+                "ones; it says nothing of their spread, which grows with the learning rate "
+                "(a second-moment, not a mean, instability is the likely reading of these "
+                "cells: not tested here)."
+            )
+    return out
+
+
+def theory_source(args) -> str:
+    """The theory results the report reads: `--theory`, else the file beside the rows."""
+    from benchmarks.cross_field.__main__ import theory_file
+
+    return args.theory or theory_file(args.source)
 
 
 def expected_programs(quick: bool) -> list[str]:
@@ -437,8 +491,9 @@ def completeness(data: dict, expected: list[str]) -> list[str]:
     ]
 
 
-def page(data: dict, drawn: dict[str, bool], figure_dir: str, expected=None) -> str:
-    """The Markdown page; `expected` names the study's programs (see `completeness`)."""
+def page(data: dict, drawn: dict[str, bool], figure_dir: str, expected=None, theory=()) -> str:
+    """The Markdown page; `expected` names the study's programs (see `completeness`),
+    `theory` the lines of `theory_lines`."""
     rows, prov = data["rows"], data.get("provenance", {})
     study = data.get("study", {})
     kind = "quick" if study.get("quick") else "full"
@@ -483,7 +538,8 @@ def page(data: dict, drawn: dict[str, bool], figure_dir: str, expected=None) -> 
     text += ["## Answers", ""]
     for question, answer in ANSWERS:
         text += [f"### {question}", ""] + [f"- {line}" for line in answer(rows)] + [""]
-    text += ["## Normalization and failures", ""] + normalization_table(rows) + [""]
+    text += ["## Theory beside measurement", ""] + [f"- {x}" for x in theory]
+    text += ["", "## Normalization and failures", ""] + normalization_table(rows) + [""]
     for field, definition in sorted(data.get("definitions", {}).items()):
         text += [f"- {field}: {definition}"]
     text += ["", "## Programs and times", ""] + programs_table(data.get("programs", {}))
@@ -504,11 +560,12 @@ def main(args) -> int:
         "summary": figures.summary_figure(target("summary"), rows),
         "partner": figures.partner_figure(target("partner"), rows),
         "scaling": figures.scaling_figure(target("scaling"), rows),
-        "theory": theory_figure(target("theory"), args.theory, rows),
+        "theory": theory_figure(target("theory"), theory_source(args), rows),
     }
     path = os.path.join(out, "cross_field.md")
     with open(path, "w") as f:
         expected = expected_programs(bool(data.get("study", {}).get("quick")))
-        f.write(page(data, drawn, figure_dir, expected))
+        theory = theory_lines(theory_source(args))
+        f.write(page(data, drawn, figure_dir, expected, theory))
     print(f"[cross_field] report: {path}")
     return 0

@@ -36,7 +36,6 @@ References:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -501,14 +500,49 @@ def parse_landmark(text: str) -> Landmark:
     return Landmark(name, float(value), None, problem or None)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from benchmarks import cpu_layout
+RESULTS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    "docs",
+    "results",
+    "cross_field_theory.json",
+)
 
-    parser = argparse.ArgumentParser(
+
+def run(
+    path: str,
+    seeds: int = 5,
+    landmarks: Sequence[Landmark] = LANDMARKS,
+    map_path: str | None = None,
+    layout: Any = None,
+) -> dict[str, Any]:
+    """Measures and predicts every problem (`study`), writes the results with their
+    provenance to `path` (and the bare map to `map_path`); returns them."""
+    started = provenance.now()
+    problems = study(seeds)
+    if map_path:
+        plot_map(map_path, {n: np.asarray(r["measured"]) for n, r in problems.items()}, landmarks)
+    results = {
+        "problems": problems,
+        "tolerance": TOLERANCE,
+        "landmarks": [m._asdict() for m in landmarks],
+        "cpu_layout": layout,
+        "provenance": provenance.provenance(started),
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks import cli, cpu_layout
+
+    parser = cli.Parser(
         prog="python -m benchmarks.cross_field.theory", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--out", default="runs/theory", help="results.json and map.png")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--json", default=RESULTS, help="results file (%(default)s)")
+    parser.add_argument("--map", default=None, help="also draw the bare map to this PNG")
+    parser.add_argument("--seeds", type=cli.positive_int, default=5)
     parser.add_argument(
         "--landmark",
         action="append",
@@ -517,24 +551,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     layout = cpu_layout.configure()
-    landmarks = LANDMARKS + tuple(parse_landmark(t) for t in args.landmark)
-    started = provenance.now()
-    results = study(args.seeds)
-    os.makedirs(args.out, exist_ok=True)
-    plot_map(
-        os.path.join(args.out, "map.png"),
-        {n: np.asarray(r["measured"]) for n, r in results.items()},
-        landmarks,
-    )
-    results = {
-        "problems": results,
-        "tolerance": TOLERANCE,
-        "landmarks": [m._asdict() for m in landmarks],
-        "cpu_layout": layout,
-        "provenance": provenance.provenance(started),
-    }
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    try:
+        landmarks = LANDMARKS + tuple(parse_landmark(t) for t in args.landmark)
+    except ValueError as error:
+        parser.error(f"argument --landmark: {error}")
+    results = run(args.json, args.seeds, landmarks, args.map, layout)
     for name, r in results["problems"].items():
         print(f"{name}: {r['agreement']} in {r['measure_seconds']:.1f} s")
     return 0
