@@ -301,8 +301,17 @@ def _plan(args, rest, entry, config, combo, vmapped) -> Planned:
             seed_chunk=args.seed_chunk,
         )
     except ValueError as e:
-        cli.fail(PROG, f"{label}: {' '.join(str(e).split())}")
+        cli.fail(PROG, f"{label}: {_named(' '.join(str(e).split()), entry)}")
     return Planned(combo, cfg, sub, iterations, segment_length, label)
+
+
+def _named(message: str, entry) -> str:
+    """`message` with a leading module name replaced by the alias the user asked for: a
+    refusal from `agents.td3` on `--algo ddpg` says "ddpg needs ...", not "td3 needs ..."."""
+    module = entry.module.__name__.rsplit(".", 1)[-1]
+    if entry.preset is not None and message.startswith(f"{module} "):
+        return f"{entry.name}{message[len(module):]}"
+    return message
 
 
 def _train(args, entry, runs: list[Planned], vmapped) -> int:

@@ -162,7 +162,7 @@ def test_every_environment_trains_or_refuses_in_one_line(name, algo, tmp_path, c
         status, err = run_train(algo, name, out, capsys)
         check_refused(status, err, name)
         needs = "discrete action space" if algo == "dqn" else "continuous (Box) action space"
-        assert needs in err
+        assert f"{algo} needs a {needs}" in err  # named as asked: ddpg, not td3
         assert not out.exists()
         return
     loss = "loss" if algo == "dqn" else "critic_loss"

@@ -25,6 +25,10 @@ BAD = {
         ["--algo", "td3", "--env", "CartPole-v1"],
         "--env CartPole-v1: td3 needs a continuous (Box) action space",
     ),
+    "ddpg (a td3 preset) on CartPole": (
+        ["--algo", "ddpg", "--env", "CartPole-v1"],
+        "--env CartPole-v1: ddpg needs a continuous (Box) action space",
+    ),
     "no seeds": (["--algo", "toy", "--seeds", "0"], "argument --seeds: expected a positive"),
     "negative seeds": (["--algo", "toy", "--seeds", "-3"], "got '-3'"),
     "negative steps": (["--algo", "dqn", "--total-steps", "-5"], "argument --total-steps"),
