@@ -53,18 +53,12 @@ def run_dir(env: str, algo: str, quick: bool) -> str:
     return os.path.join(ROOT, "runs", "brax_quick" if quick else "brax", slug, algo)
 
 
-def _finished(out: str) -> bool:
-    from benchmarks import harness
-
-    return harness.completed(out) is not None
-
-
 def train_algo(algo: str, env: str, steps: int, seeds: int, quick: bool) -> str:
     """One `benchmarks.train` run (skipped when finished, resumed when interrupted)."""
-    from benchmarks import train
+    from benchmarks import harness, train
 
     out = run_dir(env, algo, quick)
-    if _finished(out):
+    if harness.completed(out):
         print(f"[brax_study] {algo}: done, skipped ({out})", file=sys.stderr)
         return out
     argv = ["--algo", algo, "--preset", "brax", "--env", env, "--seeds", str(seeds)]
@@ -92,15 +86,8 @@ def collect(out: str) -> dict:
         "iqm": stats.summary(final),
         "mean": float(final.mean()),
         "std": float(final.std()),
-        "seeds": res["seeds"],
-        "env_steps": res["env_steps"],
         "curve": {"env_steps": x.tolist(), "return": _nan_to_none(y)},
-        "env_steps_per_second": res["env_steps_per_second"],
-        "compile_seconds": res["compile_seconds"],
-        "run_seconds": res["run_seconds"],
-        "devices": res["devices"],
-        "config": res["config"],
-        "provenance": res.get("provenance"),
+        **harness.run_record(res),
     }
 
 

@@ -115,20 +115,14 @@ def run_dir(study: str, variant: str) -> str:
     return os.path.join(ROOT, "runs", "rl", study, _slug(variant))
 
 
-def _finished(out: str) -> bool:
-    from benchmarks import harness
-
-    return harness.completed(out) is not None
-
-
 def run_study(study: str, seeds: int, only: str | None, extra: list[str]) -> None:
-    from benchmarks import train
+    from benchmarks import harness, train
 
     for variant, spec in studies()[study].items():
         if only is not None and _slug(only) != _slug(variant):
             continue
         out = run_dir(study, variant)
-        if _finished(out):
+        if harness.completed(out):
             print(f"[rl_studies] {study}/{variant}: done, skipped ({out})", file=sys.stderr)
             continue
         argv = [*train_args(spec), "--seeds", str(seeds), "--out", out, "--no-progress", *extra]
@@ -163,7 +157,7 @@ def _load(study: str):
 
 
 def report(study: str) -> str:
-    from benchmarks import plots, stats
+    from benchmarks import harness, plots, stats
 
     rows = _load(study)
     if not rows:
@@ -182,14 +176,7 @@ def report(study: str) -> str:
             "iqm_ci95": [float(lo), float(hi)],
             "mean": float(final.mean()),
             "std": float(final.std()),
-            "seeds": res["seeds"],
-            "env_steps": res["env_steps"],
-            "env_steps_per_second": res["env_steps_per_second"],
-            "compile_seconds": res["compile_seconds"],
-            "run_seconds": res["run_seconds"],
-            "devices": res["devices"],
-            "config": res["config"],
-            "provenance": res.get("provenance"),
+            **harness.run_record(res),
         }
         lines.append(
             f"| {name} | {len(final)} | {stats.iqm(final):.1f} [{lo:.1f}, {hi:.1f}] | "

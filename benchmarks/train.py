@@ -310,7 +310,7 @@ def _named(message: str, entry) -> str:
     refusal from `agents.td3` on `--algo ddpg` says "ddpg needs ...", not "td3 needs ..."."""
     module = entry.module.__name__.rsplit(".", 1)[-1]
     if entry.preset is not None and message.startswith(f"{module} "):
-        return f"{entry.name}{message[len(module):]}"
+        return f"{entry.name}{message[len(module) :]}"
     return message
 
 

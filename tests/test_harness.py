@@ -377,3 +377,16 @@ def test_train_cli_preset_then_flags(tmp_path, monkeypatch, capsys):
             train.main(args)
         assert stop.value.code == 2
         assert re.search(says, capsys.readouterr().err)
+
+
+def test_run_record_repeats_the_run_fields_and_provenance():
+    results = {k: i for i, k in enumerate(harness.records.RUN_FIELDS)}
+    results.update(final={"return": [[1.0]]}, status="completed", provenance={"commit": "abc"})
+    record = harness.run_record(results)
+    assert record == {
+        **{k: results[k] for k in harness.records.RUN_FIELDS},
+        "provenance": results["provenance"],
+    }
+    assert "final" not in record and "status" not in record
+    with pytest.raises(KeyError, match="env_steps"):
+        harness.run_record({k: v for k, v in results.items() if k != "env_steps"})

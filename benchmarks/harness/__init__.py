@@ -24,13 +24,21 @@ The parts, one job each:
 
 from benchmarks.harness.grid import sweep_grid, units
 from benchmarks.harness.loop import Result, check, run, run_length_fields
-from benchmarks.harness.records import FORMAT_VERSION, completed, curve, jsonable, read_log
+from benchmarks.harness.records import (
+    FORMAT_VERSION,
+    completed,
+    curve,
+    jsonable,
+    read_log,
+    run_record,
+)
 
 __all__ = [
     "FORMAT_VERSION",
     "Result",
     "check",
     "completed",
+    "run_record",
     "curve",
     "jsonable",
     "read_log",

@@ -97,6 +97,24 @@ def completed(out_dir: str | os.PathLike) -> dict | None:
     return results if results.get("status") == "completed" else None
 
 
+RUN_FIELDS = (
+    "seeds",
+    "env_steps",
+    "env_steps_per_second",
+    "compile_seconds",
+    "run_seconds",
+    "devices",
+    "config",
+)
+"""What a study keeps of each run's `results.json` beside its own summary (`run_record`)."""
+
+
+def run_record(results: dict) -> dict:
+    """The fields of a run's `results.json` that a study's record of the run repeats: its
+    seeds, length, speed, devices and config (`RUN_FIELDS`), and its provenance."""
+    return {**{k: results[k] for k in RUN_FIELDS}, "provenance": results.get("provenance")}
+
+
 def read_log(out_dir: str | os.PathLike) -> list[dict]:
     """The records of a run's `log.jsonl` (one per segment; `None` marks non-finite)."""
     return read_jsonl(os.path.join(os.fspath(out_dir), "log.jsonl"))
