@@ -166,5 +166,7 @@ def test_landmarks_and_the_map(tmp_path):
     small = {"toy": dataclasses.replace(theory.PROBLEMS["toy"], lrs=(0.4, 1.6), ages=(3,))}
     verdicts = {"toy": np.array([[[1, 1], [1, 0]], [[-1, 1], [-1, 0]]])}
     path = tmp_path / "map.png"
-    theory.plot_map(str(path), verdicts, theory.LANDMARKS + (mark,), problems=small)
+    tiny = theory.Landmark("CT best age 3", 0.003)  # below every panel: noted, not drawn
+    off = theory.plot_map(str(path), verdicts, (*theory.LANDMARKS, mark, tiny), problems=small)
     assert path.stat().st_size > 10_000
+    assert off == ["CT best age 3"]

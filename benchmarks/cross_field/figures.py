@@ -250,6 +250,8 @@ def partner_figure(path: str, rows: list[dict]) -> bool:
                 xytext=(5, -18),
                 textcoords="offset points",
                 color=color,
+                zorder=5,  # over the neighbours' error bars, on a white ground
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.5},
             )
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))

@@ -400,19 +400,28 @@ def theory_figure(path: str, source: str, rows: list[dict]) -> bool:
 
     with open(source) as f:
         results = json.load(f)
-    landmarks = list(theory.LANDMARKS)
-    for key, part in groups(_base(rows), "field", "algorithm").items():
-        best = summary.best_cell(part, TARGETS)
-        lrs = [r["learning_rate"] for r in part if r.get("learning_rate")]
-        if best is not None and lrs:
-            name = f"{figures.name(key[1])} best age {best.age:g}"
-            landmarks.append(theory.Landmark(name, float(np.median(lrs)) * best.age))
+    landmarks = list(theory.LANDMARKS) + field_landmarks(rows)
     verdicts = {n: np.asarray(r["measured"]) for n, r in results["problems"].items()}
     theory.plot_map(path, verdicts, landmarks)
     return True
 
 
-def theory_lines(source: str) -> list[str]:
+def field_landmarks(rows: list[dict]) -> list:
+    """Each algorithm's best age as a theory-map landmark: the line learning rate (the
+    median over its rows) x best age."""
+    from benchmarks.cross_field import theory
+
+    marks = []
+    for key, part in groups(_base(rows), "field", "algorithm").items():
+        best = summary.best_cell(part, TARGETS)
+        lrs = [r["learning_rate"] for r in part if r.get("learning_rate")]
+        if best is not None and lrs:
+            name = f"{figures.name(key[1])} best age {best.age:g}"
+            marks.append(theory.Landmark(name, float(np.median(lrs)) * best.age))
+    return marks
+
+
+def theory_lines(source: str, rows: list[dict] = ()) -> list[str]:
     """What the theory results say, in words: per problem, how often the measured and the
     predicted verdicts agree, and at which learning rates and radii they do not."""
     if not os.path.exists(source):
@@ -457,6 +466,22 @@ def theory_lines(source: str) -> list[str]:
                 "(a second-moment, not a mean, instability is the likely reading of these "
                 "cells: not tested here)."
             )
+        for mechanism, ages in p.get("stable_from_age", {}).items():
+            pairs = [(lr, a) for lr, a in zip(lrs, ages, strict=True) if a is not None]
+            unit = [lr * a for lr, a in pairs]
+            if unit and max(unit) > 0:
+                out.append(
+                    f"{name}, {mechanism}: the expected iteration is stable from learning rate "
+                    f"x age = {min(unit):.2g} to {max(unit):.2g} over the learning rates "
+                    f"{', '.join(f'{lr:g}' for lr, _ in pairs)}."
+                )
+    marks = field_landmarks(list(rows))
+    if marks:
+        out.append(
+            "The fields' best ages in that unit (median learning rate x best age; their "
+            "optimizers are Adam or RMSProp, whose step is not SGD's, so this places them "
+            "roughly): " + "; ".join(f"{m.name}: {m.lr_age:.2g}" for m in marks) + "."
+        )
     return out
 
 
@@ -565,7 +590,7 @@ def main(args) -> int:
     path = os.path.join(out, "cross_field.md")
     with open(path, "w") as f:
         expected = expected_programs(bool(data.get("study", {}).get("quick")))
-        theory = theory_lines(theory_source(args))
+        theory = theory_lines(theory_source(args), rows)
         f.write(page(data, drawn, figure_dir, expected, theory))
     print(f"[cross_field] report: {path}")
     return 0
