@@ -541,6 +541,25 @@ def page(data: dict, drawn: dict[str, bool], figure_dir: str, expected=None, the
         f"{prov.get('ended_utc', '?')}.",
         "",
     ]
+    by_field = data.get("provenance_by_field", {})
+    if len(by_field) > 1:
+        text += ["Each field's rows were written by its own run:", ""]
+        for field, p in sorted(by_field.items()):
+            moved = f", HEAD at the end {p['commit_at_end'][:9]}" if p.get("commit_at_end") else ""
+            text.append(
+                f"- {field}: commit {str(p.get('commit', '?'))[:9]}"
+                f"{' (dirty)' if p.get('dirty') else ''}{moved}, `{p.get('command', '?')}`, "
+                f"{p.get('started_utc', '?')} to {p.get('ended_utc', '?')}"
+            )
+        text.append("")
+    text += [
+        "Run it: `python -m benchmarks.cross_field run --quick --out runs/xf_quick` (3 seeds, "
+        "small budgets, made to finish within 20 minutes on 2 CPU cores) or `python -m benchmarks.cross_field "
+        "run` (the full study, resumable: each program checkpoints in `runs/cross_field/`); "
+        "then `python -m benchmarks.cross_field report` (or `report --from "
+        "runs/xf_quick/cross_field.json --out runs/xf_quick`).",
+        "",
+    ]
     if expected is not None:
         text += completeness(data, expected)
     captions = {
