@@ -555,7 +555,8 @@ def page(data: dict, drawn: dict[str, bool], figure_dir: str, expected=None, the
     text += [
         "Run it: `python -m benchmarks.cross_field run --quick --out runs/xf_quick` (3 seeds, "
         "small budgets, made to finish within 20 minutes on 2 CPU cores) or "
-        "`python -m benchmarks.cross_field run` (the full study, resumable: each program checkpoints in `runs/cross_field/`); "
+        "`python -m benchmarks.cross_field run` (the full study, resumable: each program "
+        "checkpoints in `runs/cross_field/`); "
         "then `python -m benchmarks.cross_field report` (or `report --from "
         "runs/xf_quick/cross_field.json --out runs/xf_quick`).",
         "",
