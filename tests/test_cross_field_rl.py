@@ -233,8 +233,8 @@ def _results(cells, seeds, values):
     }
 
 
-def test_rows_have_the_schema_axes_and_normalization(monkeypatch):
-    budget = rl.QUICK
+@pytest.mark.parametrize("budget", [rl.QUICK, rl.FULL], ids=["quick", "full"])
+def test_rows_have_the_schema_axes_and_normalization(monkeypatch, budget):
     seeds = 2
     floors = {rl.CARTPOLE: 10.0, rl.PENDULUM: -1200.0}
     monkeypatch.setattr(common, "initial_values", lambda d, m, c, s: np.full((c, s), floors[d]))
@@ -259,6 +259,7 @@ def test_rows_have_the_schema_axes_and_normalization(monkeypatch):
     assert all(r["failed"] for r in age if r["score"] is None)
     reference = [r for r in final if r["axis"] == "scaling" and r["variant"] == "reference"]
     assert reference and all(r["k"] == 1.0 and r["age"] == budget.scaling_age for r in reference)
+    assert len(reference) == seeds  # one cell: the age axis's EMA cell at the rule's age
     partner = [r for r in final if r["axis"] == "partner"]
     assert sorted({r["ratio"] for r in partner}) == [1.0, 2.0, 4.0, 8.0]
     assert {r["setting"] for r in partner} == {"d = 1", "d = 2", "d = 4", "d = 8"}

@@ -367,3 +367,28 @@ def test_report_reads_the_theory_results_beside_the_rows(tmp_path):
         assert f"agree at {a['agree']} of the {a['both_decided']} cells" in text
     assert text.count("they differ at 2 at learning rate") == 2
     assert "predicted converges, measured diverges" in text
+
+
+@pytest.mark.parametrize("quick", [True, False], ids=["quick", "full"])
+def test_byol_scaling_reference_is_the_ema_cell_at_its_own_budgets_age(monkeypatch, quick):
+    from benchmarks.cross_field import representation
+
+    budget = representation.QUICK if quick else representation.FULL
+    seeds = 2
+    monkeypatch.setattr(common, "initial_values", lambda d, m, c, s: np.full((c, s), 0.1))
+    monkeypatch.setattr(
+        common, "learning_curve", lambda d, m, c, s: (np.array([0.0, 1.0]), np.ones((2, c, s)))
+    )
+    byol = next(p for p in representation.programs(quick) if p.name == "byol")
+    cells = len(byol.cells)
+    ones = np.ones((cells, seeds))
+    results = {
+        "seeds": list(range(seeds)),
+        "final": {"linear_probe": (0.5 * ones).tolist()},
+        "final_train": {"lag": (0 * ones).tolist(), "projection_std": ones.tolist()},
+        "diverged_at_iteration": (-ones).astype(int).tolist(),
+    }
+    out = representation.rows(byol, results, "byol")
+    reference = [r for r in out if r["axis"] == "scaling"]
+    assert len(reference) == seeds  # one cell, not one per budget's age
+    assert all(r["age"] == budget.scaling_age and r["mechanism"] == "ema" for r in reference)

@@ -245,12 +245,20 @@ def _scaling_reference(program: common.Program, age_rows: list[dict]) -> list[di
     """BYOL's EMA cell at the scaling rule's age, again as the k = 1 point of that axis."""
     if program.algorithm != "byol" or program.name != "byol":
         return []
-    budget_ages = {QUICK.scaling_age, FULL.scaling_age}
+    age = budget_of(program).scaling_age
     return [
         {**r, "axis": "scaling", "k": 1.0, "variant": "reference"}
         for r in age_rows
-        if r["mechanism"] == "ema" and r["age"] in budget_ages
+        if r["mechanism"] == "ema" and r["age"] == age
     ]
+
+
+def budget_of(program: common.Program) -> Budget:
+    """The budget (quick or full) an age-axis program was made with, by its length."""
+    for budget in (QUICK, FULL):
+        if program.iterations == budget.iterations:
+            return budget
+    raise ValueError(f"{program.name}: {program.iterations} iterations is neither budget's")
 
 
 def ceilings(rows: list[dict]) -> list[dict]:

@@ -330,12 +330,21 @@ def _scaling_reference(program: common.Program, age_rows: list[dict]) -> list[di
     """DQN's EMA cell at the scaling rule's age, again as the k = 1 point of that axis."""
     if program.name != "dqn":
         return []
-    budget_ages = {QUICK.scaling_age, FULL.scaling_age}
+    age = budget_of(program).scaling_age
     return [
         {**r, "axis": "scaling", "k": 1.0, "variant": "reference"}
         for r in age_rows
-        if r["mechanism"] == "ema" and r["age"] in budget_ages
+        if r["mechanism"] == "ema" and r["age"] == age
     ]
+
+
+def budget_of(program: common.Program) -> Budget:
+    """The budget (quick or full) a DQN or Pendulum program was made with, by its length."""
+    steps = program.config.total_steps
+    for budget in (QUICK, FULL):
+        if steps in (budget.dqn_env_steps, budget.pendulum_env_steps):
+            return budget
+    raise ValueError(f"{program.name}: {steps} env steps is neither budget's run length")
 
 
 def pendulum_ceiling(rows: list[dict]) -> float | None:
