@@ -88,6 +88,9 @@ def test_runner_writes_rows_with_the_schema_and_resume_skips_finished_programs(t
     }
     programs = written[-1][1]
     assert programs["rl/toy"]["cells"] == 5 and programs["rl/toy"]["calls"] == 1
+    from benchmarks import provenance
+
+    assert programs["rl/toy"]["commit"] == provenance.provenance(provenance.now())["commit"]
 
     # a second study reads the finished program back: no harness call, same rows
     def refuse(*args, **kwargs):

@@ -446,6 +446,8 @@ def run_study(
             "seeds": seeds,
             "iterations": program.iterations,
             "status": results["status"],
+            # the commit its (last) training call ran; rows may be rebuilt at a later one
+            "commit": (results.get("provenance") or {}).get("commit"),
             **timing(out_dir),
         }
         if not before:

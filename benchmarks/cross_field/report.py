@@ -373,8 +373,8 @@ def normalization_table(rows: list[dict]) -> list[str]:
 
 def programs_table(programs: dict) -> list[str]:
     out = [
-        "| program | cells x seeds | iterations | wall s | CPU s | compile s |",
-        "|---|---|---|---|---|---|",
+        "| program | cells x seeds | iterations | wall s | CPU s | compile s | trained at |",
+        "|---|---|---|---|---|---|---|",
     ]
     total = [0.0, 0.0]
     for name, p in programs.items():
@@ -382,9 +382,10 @@ def programs_table(programs: dict) -> list[str]:
         total = [total[0] + np.nan_to_num(wall), total[1] + np.nan_to_num(cpu)]
         out.append(
             f"| {name} | {p['cells']} x {p['seeds']} | {p['iterations']} | {wall:.0f} | "
-            f"{cpu:.0f} | {p.get('compile_seconds', float('nan')):.0f} |"
+            f"{cpu:.0f} | {p.get('compile_seconds', float('nan')):.0f} | "
+            f"{str(p.get('commit') or '-')[:9]} |"
         )
-    out.append(f"| all | | | {total[0]:.0f} | {total[1]:.0f} | |")
+    out.append(f"| all | | | {total[0]:.0f} | {total[1]:.0f} | | |")
     return out
 
 
