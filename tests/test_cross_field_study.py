@@ -395,3 +395,38 @@ def test_byol_scaling_reference_is_the_ema_cell_at_its_own_budgets_age(monkeypat
     reference = [r for r in out if r["axis"] == "scaling"]
     assert len(reference) == seeds  # one cell, not one per budget's age
     assert all(r["age"] == budget.scaling_age and r["mechanism"] == "ema" for r in reference)
+
+
+def test_partner_answer_counts_failures_and_tells_opposite_directions_apart():
+    rng = np.random.default_rng(3)
+    rows = []
+    # TD3: a slower actor hurts the score; the VAE: a faster encoder ends the collapse while
+    # the score stays within its interval
+    points = [("td3", 1, 0.9, False), ("td3", 8, 0.5, False)]
+    points += [("vae", 1, 0.9, True), ("vae", 30, 0.9, False)]
+    for algorithm, ratio, mean, failed in points:
+        for seed in range(4):
+            score = mean + 0.01 * rng.standard_normal()
+            rows.append(
+                common.row(
+                    field="rl" if algorithm == "td3" else "generative",
+                    algorithm=algorithm,
+                    task="t",
+                    mechanism="delay",
+                    age=None,
+                    seed=seed,
+                    score=score,
+                    score_name="s",
+                    normalized=score,
+                    failed=failed,
+                    lag=0.0,
+                    auc=score,
+                    axis="partner",
+                    ratio=float(ratio),
+                    setting=f"r {ratio}",
+                )
+            )
+    lines = report.answer_partner(rows)
+    assert lines[0].endswith("more updates for the lagging partner hurts.")
+    assert "4/4 failed" in lines[1] and lines[1].endswith("lagging partner helps.")
+    assert lines[-1].endswith("hurts in TD3 and helps in the VAE: not the same knob here.")

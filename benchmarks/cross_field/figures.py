@@ -215,15 +215,19 @@ def summary_figure(path: str, rows: list[dict]) -> bool:
 
 
 def partner_figure(path: str, rows: list[dict]) -> bool:
-    """Normalized score against the partners' update ratio (log axis), one line per
-    algorithm; each point is one setting (its runs' ratios span the horizontal bar)."""
+    """Normalized score against the partners' update ratio (log axis), a panel per
+    algorithm on its own score scale; each point is one setting (its runs' ratios span the
+    horizontal bar), labelled with its failures, labels alternating below and above."""
     partner = summary.axis_rows(rows, "partner")
     if not partner:
         return False
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.4))
+    algorithms = summary.groups(partner, "algorithm")
+    fig, axes = plt.subplots(
+        1, len(algorithms), figsize=(4.6 * len(algorithms), 4.2), squeeze=False
+    )
     colors = plt.get_cmap("tab10")
-    for i, ((algorithm,), part) in enumerate(summary.groups(partner, "algorithm").items()):
+    for i, (ax, ((algorithm,), part)) in enumerate(zip(axes[0], algorithms.items(), strict=True)):
         color = colors(i % 10)
         points = summary.partner_points(part)
         x = np.asarray([p.ratio for p in points])
@@ -232,34 +236,27 @@ def partner_figure(path: str, rows: list[dict]) -> bool:
         yerr = [value - [e.low for e in est], np.asarray([e.high for e in est]) - value]
         low, high = np.asarray([(p.ratio_low, p.ratio_high) for p in points]).T
         xerr = np.maximum(0.0, [x - low, high - x])
-        ax.errorbar(
-            x,
-            value,
-            yerr=yerr,
-            xerr=xerr,
-            color=color,
-            marker="o",
-            capsize=3,
-            label=name(algorithm),
-        )
-        for p in points:
+        ax.errorbar(x, value, yerr=yerr, xerr=xerr, color=color, marker="o", capsize=3)
+        for n, p in enumerate(points):
             ax.annotate(
                 f"{p.setting}\n{p.estimate.failures}/{p.estimate.n} failed",
                 (p.ratio, p.estimate.value),
                 fontsize=7,
-                xytext=(5, -18),
+                xytext=(5, -20 if n % 2 == 0 else 8),
                 textcoords="offset points",
                 color=color,
-                zorder=5,  # over the neighbours' error bars, on a white ground
+                zorder=5,  # over the error bars, on a white ground
                 bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.5},
             )
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.axvline(1, color="0.6", lw=0.6, ls=":")
-    ax.axhline(1, color="0.7", lw=0.6, ls="--")
-    ax.set_xlabel("updates of the lagging partner per update of the other (ratio)")
-    ax.set_ylabel(f"normalized score ({_statistic(partner)}, 95% CI)")
-    ax.legend(fontsize=8)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlim(min(low.min(), 1.0) / 1.3, high.max() * 1.8)
+        ax.margins(y=0.25)  # room for the labels above and below
+        ax.axvline(1, color="0.6", lw=0.6, ls=":")
+        ax.axhline(1, color="0.7", lw=0.6, ls="--")
+        ax.set_title(name(algorithm), fontsize=10)
+        ax.set_xlabel("updates of the lagging partner per update of the other")
+    axes[0][0].set_ylabel(f"normalized score ({_statistic(partner)}, 95% CI)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -178,6 +178,10 @@ def _normalization(key, part, none, target, needed: Estimate) -> list[str]:
         vs_target = summary.difference(normed, target)
         if needed.low <= 0:
             verdict = "there is no target to replace here"
+            if vs_target.low > 0 and vs_none.low >= 0:
+                verdict += f", yet {name} without one beats the best target"
+            elif vs_target.high < 0:
+                verdict += f", and {name} without one is below the best target"
         elif vs_target.high >= 0:
             verdict = f"{name} replaces the target (not below it within the interval)"
         else:
@@ -224,35 +228,48 @@ def answer_scaling(rows: list[dict]) -> list[str]:
 
 
 def answer_partner(rows: list[dict]) -> list[str]:
-    """(5) Slowing a partner (TD3) and speeding one up (the VAE): the same knob?"""
-    lines, helps = [], {}
+    """(5) Slowing a partner (TD3) and speeding one up (the VAE): the same knob?
+
+    Per algorithm, the largest ratio against ratio 1: more updates for the lagging partner
+    help when the score rises beyond its interval or the failure rate falls by half the runs
+    or more, hurt when the reverse; the two are the same knob when they move alike."""
+    lines, effect = [], {}
+    words = {1: "helps", -1: "hurts", 0: "changes neither the score nor the failures"}
     for (algorithm,), part in groups(summary.axis_rows(rows, "partner"), "algorithm").items():
         points = summary.partner_points(part)
         if len(points) < 2:
             continue
         one = min(points, key=lambda p: abs(math.log(p.ratio)))
+        top = max(points, key=lambda p: p.ratio)
         best = max(points, key=lambda p: p.estimate.value)
-        d = summary.difference(best.rows, one.rows)
+        d = summary.difference(top.rows, one.rows)
+        fails = top.estimate.failure_rate - one.estimate.failure_rate
         rho = summary.trend([(math.log(p.ratio), p.estimate.value) for p in points])
-        helps[algorithm] = best.ratio > one.ratio and d.low > 0
+        up, down = d.low > 0 or fails <= -0.5, d.high < 0 or fails >= 0.5
+        effect[algorithm] = 0 if up == down else (1 if up else -1)
         lines.append(
-            f"{figures.name(algorithm)}: best at ratio {best.ratio:.3g} ({best.setting}, "
-            f"{best.estimate.text()}); at ratio {one.ratio:.3g} ({one.setting}): "
-            f"{one.estimate.text()}; best minus it {d.text()}; rank correlation of the score "
-            f"with the log ratio {rho:+.2f}."
+            f"{figures.name(algorithm)}: at ratio {one.ratio:.3g} ({one.setting}) "
+            f"{one.estimate.text()}, {one.estimate.failures}/{one.estimate.n} failed; at the "
+            f"largest ratio {top.ratio:.3g} ({top.setting}) {top.estimate.text()}, "
+            f"{top.estimate.failures}/{top.estimate.n} failed (difference {d.text()}); best "
+            f"{best.setting}; rank correlation of the score with the log ratio {rho:+.2f}: "
+            f"more updates for the lagging partner {words[effect[algorithm]]}."
         )
     if not lines:
         return ["No partner-speed rows."]
-    if {"td3", "vae"} <= set(helps):
-        same = helps["td3"] == helps["vae"]
-        lines.append(
-            "More updates for the lagging partner "
-            + ("helps in both" if helps["td3"] and same else "does not help in both")
-            + ": "
-            + ("the same knob seen from two sides." if same else "not the same knob here.")
-        )
+    if {"td3", "vae"} <= set(effect):
+        a, b = effect["td3"], effect["vae"]
+        if a == b:
+            verdict = f"in both, more updates for the lagging partner {words[a]}: the same "
+            verdict += "knob seen from two sides." if a else "knob, with no effect here."
+        else:
+            verdict = (
+                f"more updates for the lagging partner {words[a]} in TD3 and {words[b]} in the "
+                "VAE: not the same knob here."
+            )
+        lines.append(verdict[0].upper() + verdict[1:])
     else:
-        missing = sorted({"td3", "vae"} - set(helps))
+        missing = sorted({"td3", "vae"} - set(effect))
         lines.append(f"Rows of {', '.join(missing)} are absent: the comparison needs both.")
     return lines
 
@@ -543,10 +560,12 @@ def page(data: dict, drawn: dict[str, bool], figure_dir: str, expected=None, the
         "",
     ]
     by_field = data.get("provenance_by_field", {})
-    if len(by_field) > 1:
+    runs = {(p.get("commit"), p.get("command"), p.get("started_utc")) for p in by_field.values()}
+    if len(runs) > 1:
         text += ["Each field's rows were written by its own run:", ""]
         for field, p in sorted(by_field.items()):
-            moved = f", HEAD at the end {p['commit_at_end'][:9]}" if p.get("commit_at_end") else ""
+            end = p.get("commit_at_end")
+            moved = f", HEAD at the end {end[:9]}" if end and end != p.get("commit") else ""
             text.append(
                 f"- {field}: commit {str(p.get('commit', '?'))[:9]}"
                 f"{' (dirty)' if p.get('dirty') else ''}{moved}, `{p.get('command', '?')}`, "
