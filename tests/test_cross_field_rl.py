@@ -267,3 +267,36 @@ def test_rows_have_the_schema_axes_and_normalization(monkeypatch, budget):
     assert all(r["ceiling"] == -300.0 for r in partner)
     assert {r["floor"] for r in final} == {10.0, -1200.0}
     assert rl.FAIL_BELOW > 0 and "failed" in rl.DEFINITION
+
+
+@pytest.mark.parametrize("budget", [rl.QUICK, rl.FULL], ids=["quick", "full"])
+def test_minatar_program_is_the_papers_dqn_on_a_short_run_with_a_measured_ceiling(budget):
+    from agents import dqn
+
+    program = next(p for p in rl.programs(budget is rl.QUICK) if p.name == "dqn_minatar")
+    c, paper = program.config, dqn.PRESETS["minatar"]
+    assert program.task == rl.MINATAR == c.env and program.algorithm == "dqn_minatar"
+    assert c.target == "tracker" and c.total_steps == budget.minatar_frames
+    same = ("network", "optimizer", "loss", "learning_rate", "batch_size", "rmsprop_momentum")
+    assert all(getattr(c, f) == getattr(paper, f) for f in same)
+    assert c.epsilon_steps == c.total_steps // 2 and c.learning_starts <= paper.learning_starts
+    ages = {cell.labels["age"] for cell in program.cells}
+    assert set(budget.minatar_ages) <= ages and len(program.cells) % 2 == 0
+    assert rl.budget_of(program) is budget
+    # the ceiling of its rows is the best IQM over its cells
+    rows = [
+        dict(
+            task=rl.MINATAR,
+            program="m",
+            mechanism="ema",
+            age=a,
+            variant="base",
+            score=v,
+            untrained=0.5,
+            failed=False,
+        )
+        for a, vs in ((10.0, [2.0, 3.0, 4.0]), (100.0, [6.0, 7.0, 8.0]))
+        for v in vs
+    ]
+    out = rl.ceilings(rows)
+    assert all(r["ceiling"] == pytest.approx(7.0) for r in out)

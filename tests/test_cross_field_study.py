@@ -430,3 +430,30 @@ def test_partner_answer_counts_failures_and_tells_opposite_directions_apart():
     assert lines[0].endswith("more updates for the lagging partner hurts.")
     assert "4/4 failed" in lines[1] and lines[1].endswith("lagging partner helps.")
     assert lines[-1].endswith("hurts in TD3 and helps in the VAE: not the same knob here.")
+
+
+def test_only_reruns_its_programs_and_keeps_the_rest_of_the_field(tmp_path, monkeypatch):
+    from benchmarks.cross_field import __main__ as cross_field
+
+    def two_programs(quick):
+        return [_toy_program(), dataclasses.replace(_toy_program(), name="toy_b")]
+
+    field = types.SimpleNamespace(programs=two_programs, rows=_toy_rows)
+    monkeypatch.setattr(
+        cross_field,
+        "field_modules",
+        lambda names, only=None: {"rl": cross_field.Only(field, only) if only else field},
+    )
+    rows_file = tmp_path / "rows.json"
+    argv = ["run", "--quick", "--seeds", "2", "--fields", "rl", "--json", str(rows_file)]
+    argv += ["--out", str(tmp_path / "runs")]
+    assert cross_field.main(argv) == 0
+    first = common.read(str(rows_file))
+    assert {r["program"] for r in first["rows"]} == {"toy", "toy_b"}
+    assert set(first["programs"]) == {"rl/toy", "rl/toy_b"}
+    # --only toy_b: toy's rows and summary stay; toy_b's are written again, the same
+    assert cross_field.main([*argv, "--only", "toy_b"]) == 0
+    again = common.read(str(rows_file))
+    assert set(again["programs"]) == {"rl/toy", "rl/toy_b"}
+    key = lambda r: (r["program"], r["mechanism"], r["age"], r["seed"])  # noqa: E731
+    assert sorted(map(key, again["rows"])) == sorted(map(key, first["rows"]))

@@ -97,14 +97,17 @@ def run(args) -> int:
         return 0
     started = provenance.now()
     kept = common.read(path) if os.path.exists(path) else {}
-    earlier = [r for r in kept.get("rows", []) if r["field"] not in fields]
+
+    def rerun(field: str, program: str) -> bool:
+        """Whether this run writes the rows of `field/program` (the rest are kept)."""
+        return field in fields and (only is None or program in only)
+
+    earlier = [r for r in kept.get("rows", []) if not rerun(r["field"], r["program"])]
 
     def write_rows(rows, programs):
         by_field = dict(kept.get("provenance_by_field", {}))
         by_field.update({name: provenance.provenance(started) for name in fields})
-        summary = {
-            k: v for k, v in kept.get("programs", {}).items() if k.split("/")[0] not in fields
-        }
+        summary = {k: v for k, v in kept.get("programs", {}).items() if not rerun(*k.split("/"))}
         definitions = dict(kept.get("definitions", {}))
         definitions.update({n: getattr(m, "DEFINITION", "") for n, m in fields.items()})
         common.write(
@@ -174,7 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument(
         "--seeds", type=cli.positive_int, default=None, help="seeds per cell (quick 3, full 5)"
     )
-    r.add_argument("--only", default=None, help="comma-separated program names")
+    r.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated program names: only these are run and their rows rewritten; "
+        "the other rows are kept as they were (a plain run, which reads finished programs "
+        "back, renormalizes a field over all of its rows)",
+    )
     r.add_argument("--list", action="store_true", help="list the programs and stop")
     cli.add_layout_flag(r)
     p = commands.add_parser("report", help="figures and docs/cross_field.md from the rows")

@@ -34,6 +34,7 @@ NAMES = {
     "moco_v3": "MoCo v3",
     "td3": "TD3",
     "dqn": "DQN",
+    "dqn_minatar": "DQN (MinAtar)",
     "sac": "SAC",
 }
 

@@ -6,6 +6,11 @@ TD3's policy delay on the partner-speed axis, and the EMA scaling rule on DQN.
   updates of the online network, hard copy and EMA; age 0 is no target (a copy after every
   update). The same with a LayerNorm after each hidden dense layer, before its ReLU (PQN,
   Gallici et al. 2024), without a target and with EMA targets.
+- DQN on Breakout-MinAtar (`agents.dqn`'s "minatar" preset: the MinAtar paper's DQN,
+  Young & Tian 2019, with its convolution, RMSProp and Huber loss; `target="tracker"`):
+  the same age axis, hard and EMA, on a short run (the exploration schedule and the replay
+  start scaled to it), as its own algorithm "dqn_minatar" so that its panel is apart from
+  CartPole's.
 - SAC on Pendulum-v1 (`agents.sac`, the "pendulum" preset, `target="tracker"`): the
   critics' targets on the same axis, hard and EMA, age 0 no target. CrossQ (Bhatt et al.
   2024, `critic="crossq"`): batch renormalization in the critics, the current and next
@@ -23,14 +28,16 @@ TD3's policy delay on the partner-speed axis, and the EMA scaling rule on DQN.
 - Score: the mean return of the evaluation episodes (greedy for DQN, the mean or
   deterministic action for SAC and TD3). Floor: the untrained networks' return (evaluated
   at iteration 0 of each run) averaged over every run of the task in the study. Ceiling:
-  CartPole-v1's maximum return, 500; for Pendulum-v1 the best IQM return over every
-  Pendulum setting of the study. Failed: non-finite, or a normalized score below
+  CartPole-v1's maximum return, 500; for Pendulum-v1 and Breakout-MinAtar the best IQM
+  return over every setting of that task in the study (no published return exists at
+  these budgets). Failed: non-finite, or a normalized score below
   `FAIL_BELOW`.
 
-References: Mnih et al. 2015 (DQN); Haarnoja et al. 2018 (SAC); Fujimoto et al. 2018
-(TD3); Gallici et al., Simplifying deep temporal difference learning, 2024 (PQN); Bhatt et
-al., CrossQ, ICLR 2024; Busbridge et al., How to scale your EMA, NeurIPS 2023; Malladi et
-al., On the SDEs and scaling rules for adaptive gradient algorithms, 2022.
+References: Mnih et al. 2015 (DQN); Young & Tian, MinAtar, 2019; Haarnoja et al. 2018
+(SAC); Fujimoto et al. 2018 (TD3); Gallici et al., Simplifying deep temporal difference
+learning, 2024 (PQN); Bhatt et al., CrossQ, ICLR 2024; Busbridge et al., How to scale
+your EMA, NeurIPS 2023; Malladi et al., On the SDEs and scaling rules for adaptive
+gradient algorithms, 2022.
 """
 
 from __future__ import annotations
@@ -50,12 +57,16 @@ DEFINITION = (
     "score = mean evaluation return (greedy DQN; the mean action of SAC, the deterministic "
     "actor of TD3); floor = the untrained networks' return (iteration 0 of each run), "
     "averaged over the study's runs of the task; "
-    f"ceiling = CartPole-v1's maximum return ({CARTPOLE_MAX:g}), and for Pendulum-v1 the "
-    "best IQM return over every Pendulum setting of the study (measured, not published); "
+    f"ceiling = CartPole-v1's maximum return ({CARTPOLE_MAX:g}), and for Pendulum-v1 and "
+    "Breakout-MinAtar the best IQM return over every setting of that task in the study "
+    "(measured, not published); "
     f"failed = non-finite or a normalized score below {FAIL_BELOW:g}."
 )
 CARTPOLE = "CartPole-v1"
 PENDULUM = "Pendulum-v1"
+MINATAR = "Breakout-MinAtar"
+MEASURED_CEILING = (PENDULUM, MINATAR)
+"""Tasks whose ceiling is the study's best IQM return over that task's settings."""
 FIELDS = ("target_period", "target_decay")
 
 
@@ -70,6 +81,8 @@ class Budget:
     delays: tuple[int, ...]
     scaling_ks: tuple[float, ...]
     scaling_age: float
+    minatar_frames: int
+    minatar_ages: tuple[float, ...]
     eval_episodes: int = 10
 
 
@@ -81,6 +94,8 @@ QUICK = Budget(
     delays=(1, 2, 4, 8),
     scaling_ks=(0.25, 4.0),
     scaling_age=30,
+    minatar_frames=10_000,
+    minatar_ages=(0, 10, 100),
     eval_episodes=5,
 )
 FULL = Budget(
@@ -91,6 +106,8 @@ FULL = Budget(
     delays=(1, 2, 4, 8),
     scaling_ks=(0.25, 4.0),
     scaling_age=100,
+    minatar_frames=30_000,
+    minatar_ages=(0, 10, 100, 1000),
 )
 
 DQN_NUM_ENVS = 4
@@ -120,6 +137,27 @@ def dqn_config(budget: Budget, k: float = 1.0, layer_norm: bool = False):
         eval_episodes=budget.eval_episodes,
         learning_rate=1e-3 * math.sqrt(k),
         layer_norm=layer_norm,
+    )
+
+
+def minatar_config(budget: Budget):
+    """The MinAtar paper's DQN (`dqn.PRESETS["minatar"]`) on Breakout-MinAtar with a traced
+    target tracker, for `budget.minatar_frames` frames: epsilon falls over the first half,
+    after a replay start of a tenth of the run (at most the paper's 5000 frames)."""
+    from agents import dqn
+
+    frames = budget.minatar_frames
+    start = min(5_000, frames // 10)
+    return dataclasses.replace(
+        dqn.PRESETS["minatar"],
+        env=MINATAR,
+        total_steps=frames,
+        buffer_size=min(100_000, frames),
+        target="tracker",
+        learning_starts=start,
+        epsilon_delay=start,
+        epsilon_steps=frames // 2,
+        eval_episodes=budget.eval_episodes,
     )
 
 
@@ -212,6 +250,14 @@ def _dqn_programs(budget: Budget) -> list[common.Program]:
     ]
 
 
+def _minatar_program(budget: Budget) -> common.Program:
+    from agents import dqn
+
+    config = minatar_config(budget)
+    cells = _age_cells(("hard", "ema"), budget.minatar_ages, dqn_updates(config))
+    return _program("dqn_minatar", "dqn_minatar", MINATAR, dqn, config, cells)
+
+
 def _scaling_program(budget: Budget, k: float) -> common.Program:
     from agents import dqn
 
@@ -272,6 +318,7 @@ def programs(quick: bool) -> list[common.Program]:
     return (
         _dqn_programs(budget)
         + [_scaling_program(budget, k) for k in budget.scaling_ks]
+        + [_minatar_program(budget)]
         + _sac_programs(budget)
         + _td3_programs(budget)
     )
@@ -281,7 +328,7 @@ def programs(quick: bool) -> list[common.Program]:
 
 
 def _run_updates(program: common.Program) -> int:
-    if program.algorithm == "dqn":
+    if program.algorithm in ("dqn", "dqn_minatar"):
         return dqn_updates(program.config)
     return pendulum_updates(program.config)
 
@@ -342,16 +389,16 @@ def budget_of(program: common.Program) -> Budget:
     """The budget (quick or full) a DQN or Pendulum program was made with, by its length."""
     steps = program.config.total_steps
     for budget in (QUICK, FULL):
-        if steps in (budget.dqn_env_steps, budget.pendulum_env_steps):
+        if steps in (budget.dqn_env_steps, budget.pendulum_env_steps, budget.minatar_frames):
             return budget
     raise ValueError(f"{program.name}: {steps} env steps is neither budget's run length")
 
 
-def pendulum_ceiling(rows: list[dict]) -> float | None:
-    """The best IQM return over the Pendulum cells (program, mechanism, age, variant)."""
+def measured_ceiling(rows: list[dict], task: str = PENDULUM) -> float | None:
+    """The best IQM return over the cells (program, mechanism, age, variant) of `task`."""
     cells: dict[tuple, list[float]] = {}
     for r in rows:
-        if r["task"] == PENDULUM and r["score"] is not None and r.get("axis") != "scaling":
+        if r["task"] == task and r["score"] is not None and r.get("axis") != "scaling":
             key = (r["program"], r["mechanism"], r["age"], r.get("variant"))
             cells.setdefault(key, []).append(r["score"])
     if not cells:
@@ -371,14 +418,15 @@ def floors(rows: list[dict]) -> dict[str, float]:
 
 
 def ceilings(rows: list[dict]) -> list[dict]:
-    """Sets every row's floor (`floors`) and the Pendulum rows' ceiling, then marks as
-    failed every run whose normalized score is below `FAIL_BELOW`."""
-    best, floor_of = pendulum_ceiling(rows), floors(rows)
+    """Sets every row's floor (`floors`) and the ceiling of the `MEASURED_CEILING` tasks'
+    rows, then marks as failed every run whose normalized score is below `FAIL_BELOW`."""
+    best = {task: measured_ceiling(rows, task) for task in MEASURED_CEILING}
+    floor_of = floors(rows)
     out = []
     for r in rows:
         r = dict(r, floor=floor_of.get(r["task"]))
-        if r["task"] == PENDULUM:
-            r["ceiling"] = best
+        if r["task"] in best:
+            r["ceiling"] = best[r["task"]]
         floor, ceiling, score = r.get("floor"), r.get("ceiling"), r["score"]
         if None not in (floor, ceiling, score) and ceiling != floor:
             r["failed"] = bool(r["failed"] or (score - floor) / (ceiling - floor) < FAIL_BELOW)
