@@ -200,7 +200,7 @@ def test_byol_without_a_target_has_the_online_params_as_target():
     config = dataclasses.replace(
         byol.PRESETS["smoke"], target_tracker="periodic", target_decay=0.0, total_steps=32 * 2
     )
-    state = byol.init(jax.random.key(0), config)
+    state = jax.jit(byol.init, static_argnums=1)(jax.random.key(0), config)
     state, metrics = jax.jit(byol.step, static_argnums=1)(state, config)
     online = {"encoder": state.online["encoder"], "projector": state.online["projector"]}
     chex.assert_trees_all_equal(state.target, online)

@@ -26,6 +26,11 @@ def tiny(module, **kw):
     )
 
 
+def init(module, config):
+    """`module.init` jitted: one program instead of op-by-op dispatch, a third of the time."""
+    return jax.jit(module.init, static_argnums=1)(jax.random.key(0), config)
+
+
 def views(config, seed=0):
     return common.two_views(jax.random.key(seed), config)
 
@@ -66,7 +71,7 @@ def test_byol_target_follows_the_cosine_schedule_from_base_to_one():
 )
 def test_no_gradient_reaches_the_target_branch(module, kw):
     config = tiny(module, **kw)
-    state = module.init(jax.random.key(0), config)
+    state = init(module, config)
     # a target different from the online params, so that both branches matter
     target = jax.tree.map(lambda x: x * 1.5 + 0.1, state.target)
     v1, v2 = views(config)
@@ -144,7 +149,7 @@ def test_queue_is_first_in_first_out():
 
 def test_moco_v2_step_enqueues_its_keys_and_shares_the_pointer():
     config = tiny(moco, version="v2", queue_size=64)
-    state = moco.init(jax.random.key(0), config)
+    state = init(moco, config)
     new, _ = jax.jit(moco.step, static_argnums=1)(state, config)
     assert int(new.queue_ptr.value) == 32
     chex.assert_trees_all_equal(new.queue[32:], state.queue[32:])
@@ -320,7 +325,7 @@ def test_byol_tiny_run_through_the_harness_loss_falls(tmp_path):
 
 def test_moco_v3_tiny_run_loss_falls():
     config = tiny(moco, version="v3", total_steps=32 * 40, learning_rate=3e-3)
-    state = moco.init(jax.random.key(0), config)
+    state = init(moco, config)
     run = jax.jit(lambda s: jax.lax.scan(lambda s, _: moco.step(s, config), s, None, length=40))
     _, metrics = run(state)
     loss = np.asarray(metrics["loss"])
