@@ -60,7 +60,7 @@ def readme_commands(data: dict) -> str:
         f"make demo   # creates .venv, then runs the DQN target-network ablation on CartPole-v1 "
         f"({seeds} seeds x {len(variants)} targets; it trains for about "
         f"{round(seconds / 60)} minutes on {cores} CPU cores)\n"
-        f"make test   # creates .venv, then runs the test suite (about 13 minutes on {cores} "
+        f"make test   # creates .venv, then runs the test suite (about 11 minutes on {cores} "
         "CPU cores)\n```"
     )
 
