@@ -395,6 +395,16 @@ def timing(out_dir: str) -> dict:
     return {k: sum(c[k] for c in calls) for k in keys} | {"calls": len(calls)}
 
 
+def scaling_reference(age_rows: list[dict], age: float) -> list[dict]:
+    """The EMA cell at `age` of an age axis, again as the k = 1 point of the EMA scaling
+    rule's axis (same runs, relabelled)."""
+    return [
+        {**r, "axis": "scaling", "k": 1.0, "variant": "reference"}
+        for r in age_rows
+        if r["mechanism"] == "ema" and r["age"] == age
+    ]
+
+
 def finish(rows: list[dict]) -> list[dict]:
     """Fills `normalized` (of `score`) and `auc` (of `curve`) from each row's `floor` and
     `ceiling`; rows without both keep None."""

@@ -245,12 +245,7 @@ def _scaling_reference(program: common.Program, age_rows: list[dict]) -> list[di
     """BYOL's EMA cell at the scaling rule's age, again as the k = 1 point of that axis."""
     if program.algorithm != "byol" or program.name != "byol":
         return []
-    age = budget_of(program).scaling_age
-    return [
-        {**r, "axis": "scaling", "k": 1.0, "variant": "reference"}
-        for r in age_rows
-        if r["mechanism"] == "ema" and r["age"] == age
-    ]
+    return common.scaling_reference(age_rows, budget_of(program).scaling_age)
 
 
 def budget_of(program: common.Program) -> Budget:

@@ -377,12 +377,7 @@ def _scaling_reference(program: common.Program, age_rows: list[dict]) -> list[di
     """DQN's EMA cell at the scaling rule's age, again as the k = 1 point of that axis."""
     if program.name != "dqn":
         return []
-    age = budget_of(program).scaling_age
-    return [
-        {**r, "axis": "scaling", "k": 1.0, "variant": "reference"}
-        for r in age_rows
-        if r["mechanism"] == "ema" and r["age"] == age
-    ]
+    return common.scaling_reference(age_rows, budget_of(program).scaling_age)
 
 
 def budget_of(program: common.Program) -> Budget:
@@ -394,7 +389,7 @@ def budget_of(program: common.Program) -> Budget:
     raise ValueError(f"{program.name}: {steps} env steps is neither budget's run length")
 
 
-def measured_ceiling(rows: list[dict], task: str = PENDULUM) -> float | None:
+def measured_ceiling(rows: list[dict], task: str) -> float | None:
     """The best IQM return over the cells (program, mechanism, age, variant) of `task`."""
     cells: dict[tuple, list[float]] = {}
     for r in rows:
