@@ -373,10 +373,10 @@ def _draw_panel(ax, problem: Problem, mechanism: str, measured: np.ndarray) -> N
     ax.minorticks_off()
 
 
-def _draw_landmarks(ax, landmarks: Sequence[Landmark], name: str) -> list[Landmark]:
-    """Draws the landmarks that fall on the panel; returns those that do not."""
+def _draw_landmarks(ax, landmarks: Sequence[Landmark], name: str) -> set[str]:
+    """Draws the landmarks that fall on the panel; returns their names."""
     x_lo, x_hi = ax.get_xlim()
-    off = []
+    drawn = set()
     for mark in landmarks:
         if mark.problem not in (None, name):
             continue
@@ -390,12 +390,12 @@ def _draw_landmarks(ax, landmarks: Sequence[Landmark], name: str) -> list[Landma
                 xytext=(-4, 7),
                 textcoords="offset points",
             )
+            drawn.add(mark.name)
         else:
             y_lo, y_hi = ax.get_ylim()
             xs = np.geomspace(x_lo * 2, x_hi, 60)
             xs = xs[(mark.lr_age / xs >= y_lo) & (mark.lr_age / xs <= y_hi)]
             if xs.size == 0:
-                off.append(mark)
                 continue
             ax.plot(xs, mark.lr_age / xs, color="#ff7f00", lw=1.4)
             middle = xs[xs.size // 2]
@@ -406,7 +406,8 @@ def _draw_landmarks(ax, landmarks: Sequence[Landmark], name: str) -> list[Landma
                 xytext=(4, 4),
                 textcoords="offset points",
             )
-    return off
+            drawn.add(mark.name)
+    return drawn
 
 
 def plot_map(
@@ -436,15 +437,12 @@ def plot_map(
     problems = problems or PROBLEMS
     fig, axes = plt.subplots(len(verdicts), 2, figsize=(10, 4.4 * len(verdicts)), squeeze=False)
     titles = {"hard": "hard copy every 2a + 1 updates", "ema": "EMA, decay a / (1 + a)"}
-    off_map: dict[str, Landmark] = {}  # landmarks on no panel, noted under the map
     drawn: set[str] = set()
     for row, (name, measured) in zip(axes, verdicts.items(), strict=True):
         problem = problems[name]
         for ax, mechanism in zip(row, ("hard", "ema"), strict=True):
             _draw_panel(ax, problem, mechanism, measured)
-            off = _draw_landmarks(ax, landmarks, name)
-            drawn.update(m.name for m in landmarks if m.problem in (None, name) and m not in off)
-            off_map.update({m.name: m for m in off})
+            drawn |= _draw_landmarks(ax, landmarks, name)
             ax.set_title(f"{name}: {titles[mechanism]}", fontsize=10)
             ax.set_xlabel("target mean age a (updates); 0: no target")
             ax.set_ylabel("learning rate")
@@ -457,10 +455,11 @@ def plot_map(
         Line2D([], [], marker="x", ls="", color="#cb181d", label="measured: diverged"),
         Line2D([], [], color="0.6", ls="--", lw=0.6, label="lr x a = 0.1, 1, 10"),
     ]
-    off_map = {k: m for k, m in off_map.items() if k not in drawn}
+    # landmarks of these problems that fall on no panel, noted under the map
+    off_map = [m for m in landmarks if m.name not in drawn and m.problem in (None, *verdicts)]
     bottom, lift = 0.06, 0.0
     if off_map:
-        note = "; ".join(f"{m.name}: lr x a = {m.lr_age:.2g}" for m in off_map.values())
+        note = "; ".join(f"{m.name}: lr x a = {m.lr_age:.2g}" for m in off_map)
         fig.text(0.5, 0.005, f"off the map: {note}", ha="center", fontsize=8, wrap=True)
         bottom, lift = 0.085, 0.025
     fig.legend(
@@ -474,7 +473,7 @@ def plot_map(
     fig.tight_layout(rect=(0, bottom, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return list(off_map)
+    return [m.name for m in off_map]
 
 
 # --------------------------------------------------------------------------- the study
