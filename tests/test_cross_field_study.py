@@ -457,3 +457,36 @@ def test_only_reruns_its_programs_and_keeps_the_rest_of_the_field(tmp_path, monk
     assert set(again["programs"]) == {"rl/toy", "rl/toy_b"}
     key = lambda r: (r["program"], r["mechanism"], r["age"], r["seed"])  # noqa: E731
     assert sorted(map(key, again["rows"])) == sorted(map(key, first["rows"]))
+
+
+def test_theory_lines_note_every_disagreement_and_agreeing_problems_thresholds(tmp_path):
+    from benchmarks.cross_field import theory_report
+
+    measured = np.array([[1, -1], [-1, 1]])  # lr 0.1: one diverges; lr 1: one converges
+    predicted = np.array([[1, 1], [1, -1]])
+    agreeing = np.array([[1, -1], [1, 1]])
+    common_keys = {"iterations": 10, "seeds": 3, "learning_rate": [0.1, 1.0]}
+    problems = {
+        "a": {
+            **common_keys,
+            "measured": measured.tolist(),
+            "predicted": predicted.tolist(),
+            "radius": np.full((2, 2), 0.99).tolist(),
+            "agreement": {"cells": 4, "both_decided": 4, "agree": 1},
+        },
+        "b": {
+            **common_keys,
+            "measured": agreeing.tolist(),
+            "predicted": agreeing.tolist(),
+            "radius": np.full((2, 2), 0.5).tolist(),
+            "agreement": {"cells": 4, "both_decided": 4, "agree": 4},
+            "stable_from_age": {"ema": [5.0, 0.5]},
+        },
+    }
+    path = tmp_path / "theory.json"
+    path.write_text(json.dumps({"problems": problems}))
+    text = "\n".join(theory_report.lines(str(path)))
+    # the expected-update note comes from lr 0.1's cell though lr 1's is the other way round
+    assert "predicted converges, measured diverges" in text and "On a the prediction" in text
+    assert "they differ" not in text.split("\n")[-1]
+    assert "b, ema: the expected iteration is stable from learning rate x age = 0.5 to 0.5" in text

@@ -11,13 +11,12 @@ are absent says so.
 from __future__ import annotations
 
 import importlib
-import json
 import math
 import os
 
 import numpy as np
 
-from benchmarks.cross_field import common, figures, summary
+from benchmarks.cross_field import common, figures, summary, theory_report
 from benchmarks.cross_field.summary import TARGETS, Estimate, estimate, groups
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,10 +28,6 @@ FIGURES = {
     "theory": "cross_field_theory.png",
 }
 NO_TARGET = {"byol": "no target (SimSiam: predictor and stop-gradient alone)"}
-
-
-def _base(rows):
-    return [r for r in summary.axis_rows(rows, "age") if r.get("variant", "base") == "base"]
 
 
 def _label(key) -> str:
@@ -47,7 +42,7 @@ def answer_equal_age(rows: list[dict]) -> list[str]:
     """(1) Hard copy against EMA at equal mean age, per algorithm: they agree at an age when
     the 95% interval of their IQM difference holds 0."""
     lines, agree_all, total = [], 0, 0
-    for key, part in groups(_base(rows), "field", "algorithm").items():
+    for key, part in groups(summary.base_age_rows(rows), "field", "algorithm").items():
         hard, ema = summary.cell(part, "hard"), summary.cell(part, "ema")
         ages = sorted({r["age"] for r in hard} & {r["age"] for r in ema})
         if not ages:
@@ -91,7 +86,7 @@ def answer_best_age(rows: list[dict]) -> list[str]:
     """(2) Is there an interior best age, and does it move with run length or learning rate?"""
     lines = []
     age_rows = summary.axis_rows(rows, "age")
-    for key, part in groups(_base(rows), "field", "algorithm").items():
+    for key, part in groups(summary.base_age_rows(rows), "field", "algorithm").items():
         best, ages = summary.best_cell(part), summary.ages_of(part)
         if best is None or len(ages) < 3:
             continue
@@ -142,7 +137,7 @@ def _moves(key, part: list[dict]) -> list[str]:
 def answer_need_target(rows: list[dict]) -> list[str]:
     """(3) Which algorithms need a target, and where normalization replaces it."""
     lines = []
-    for key, part in groups(_base(rows), "field", "algorithm").items():
+    for key, part in groups(summary.base_age_rows(rows), "field", "algorithm").items():
         none, best = summary.cell(part, "none", 0.0), summary.best_cell(part, TARGETS)
         if not none or best is None:
             continue
@@ -323,7 +318,7 @@ def answer_papers(rows: list[dict]) -> list[str]:
     """The papers' claims that these rows test, each with the rows' verdict."""
     checks = {"byol": _papers_byol, "ct": _papers_ct}
     lines = []
-    for (algorithm,), part in groups(_base(rows), "algorithm").items():
+    for (algorithm,), part in groups(summary.base_age_rows(rows), "algorithm").items():
         if algorithm in checks:
             lines.append(checks[algorithm](part))
     vae = [r for r in summary.axis_rows(rows, "partner") if r["algorithm"] == "vae"]
@@ -351,7 +346,7 @@ def best_age_table(rows: list[dict]) -> list[str]:
         "| best hard age | no target | run (updates) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for key, part in groups(_base(rows), "field", "algorithm").items():
+    for key, part in groups(summary.base_age_rows(rows), "field", "algorithm").items():
         best = summary.best_cell(part)
         if best is None:
             continue
@@ -409,107 +404,6 @@ def programs_table(programs: dict) -> list[str]:
 # --------------------------------------------------------------------------- the page
 
 
-def theory_figure(path: str, source: str, rows: list[dict]) -> bool:
-    """The theory map (`theory.py`'s results file `source`) with each algorithm's best age
-    as a line of its learning rate x age; False when the theory results are absent."""
-    if not os.path.exists(source):
-        return False
-    from benchmarks.cross_field import theory
-
-    with open(source) as f:
-        results = json.load(f)
-    landmarks = list(theory.LANDMARKS) + field_landmarks(rows)
-    verdicts = {n: np.asarray(r["measured"]) for n, r in results["problems"].items()}
-    theory.plot_map(path, verdicts, landmarks)
-    return True
-
-
-def field_landmarks(rows: list[dict]) -> list:
-    """Each algorithm's best age as a theory-map landmark: the line learning rate (the
-    median over its rows) x best age."""
-    from benchmarks.cross_field import theory
-
-    marks = []
-    for key, part in groups(_base(rows), "field", "algorithm").items():
-        best = summary.best_cell(part, TARGETS)
-        lrs = [r["learning_rate"] for r in part if r.get("learning_rate")]
-        if best is not None and lrs:
-            name = f"{figures.name(key[1])} best age {best.age:g}"
-            marks.append(theory.Landmark(name, float(np.median(lrs)) * best.age))
-    return marks
-
-
-def theory_lines(source: str, rows: list[dict] = ()) -> list[str]:
-    """What the theory results say, in words: per problem, how often the measured and the
-    predicted verdicts agree, and at which learning rates and radii they do not."""
-    if not os.path.exists(source):
-        return ["No theory results (`python -m benchmarks.cross_field run --fields theory`)."]
-    with open(source) as f:
-        problems = json.load(f)["problems"]
-    verdicts = {1: "converges", -1: "diverges"}
-    out = []
-    for name, p in problems.items():
-        measured, predicted = np.asarray(p["measured"]), np.asarray(p["predicted"])
-        radius, lrs = np.asarray(p["radius"]), p["learning_rate"]
-        a = p["agreement"]
-        line = (
-            f"{name} ({p['iterations']} updates, {p['seeds']} seeds, median seed): measured and "
-            f"predicted verdicts agree at {a['agree']} of the {a['both_decided']} cells where "
-            f"both decide ({a['cells']} cells)"
-        )
-        off = (measured != predicted) & (measured != 0) & (predicted != 0)
-        if not off.any():
-            out.append(line + ".")
-            continue
-        parts = []
-        for i in sorted(set(np.argwhere(off)[:, 0].tolist())):
-            cells = off[i]
-            pairs = sorted(
-                {
-                    (int(x), int(y))
-                    for x, y in zip(predicted[i][cells], measured[i][cells], strict=True)
-                }
-            )
-            r = radius[i][cells]
-            said = "; ".join(f"predicted {verdicts[x]}, measured {verdicts[y]}" for x, y in pairs)
-            parts.append(
-                f"{int(cells.sum())} at learning rate {lrs[i]:g} ({said}; radius "
-                f"{r.min():.4f} to {r.max():.4f})"
-            )
-        out.append(line + "; they differ at " + ", ".join(parts) + ".")
-        if any(x == 1 and y == -1 for x, y in pairs):
-            out.append(
-                f"On {name} the prediction is of the expected update, the mean of the sampled "
-                "ones; it says nothing of their spread, which grows with the learning rate "
-                "(a second-moment, not a mean, instability is the likely reading of these "
-                "cells: not tested here)."
-            )
-        for mechanism, ages in p.get("stable_from_age", {}).items():
-            pairs = [(lr, a) for lr, a in zip(lrs, ages, strict=True) if a is not None]
-            unit = [lr * a for lr, a in pairs]
-            if unit and max(unit) > 0:
-                out.append(
-                    f"{name}, {mechanism}: the expected iteration is stable from learning rate "
-                    f"x age = {min(unit):.2g} to {max(unit):.2g} over the learning rates "
-                    f"{', '.join(f'{lr:g}' for lr, _ in pairs)}."
-                )
-    marks = field_landmarks(list(rows))
-    if marks:
-        out.append(
-            "The fields' best ages in that unit (median learning rate x best age; their "
-            "optimizers are Adam or RMSProp, whose step is not SGD's, so this places them "
-            "roughly): " + "; ".join(f"{m.name}: {m.lr_age:.2g}" for m in marks) + "."
-        )
-    return out
-
-
-def theory_source(args) -> str:
-    """The theory results the report reads: `--theory`, else the file beside the rows."""
-    from benchmarks.cross_field.__main__ import theory_file
-
-    return args.theory or theory_file(args.source)
-
-
 def expected_programs(quick: bool) -> list[str]:
     """Every program the study defines at this size, as "field/program"."""
     from benchmarks.cross_field.__main__ import FIELD_MODULES
@@ -536,7 +430,7 @@ def completeness(data: dict, expected: list[str]) -> list[str]:
 
 def page(data: dict, drawn: dict[str, bool], figure_dir: str, expected=None, theory=()) -> str:
     """The Markdown page; `expected` names the study's programs (see `completeness`),
-    `theory` the lines of `theory_lines`."""
+    `theory` the lines of `theory_report.lines`."""
     rows, prov = data["rows"], data.get("provenance", {})
     study = data.get("study", {})
     kind = "quick" if study.get("quick") else "full"
@@ -625,12 +519,12 @@ def main(args) -> int:
         "summary": figures.summary_figure(target("summary"), rows),
         "partner": figures.partner_figure(target("partner"), rows),
         "scaling": figures.scaling_figure(target("scaling"), rows),
-        "theory": theory_figure(target("theory"), theory_source(args), rows),
+        "theory": theory_report.figure(target("theory"), theory_report.source(args), rows),
     }
     path = os.path.join(out, "cross_field.md")
     with open(path, "w") as f:
         expected = expected_programs(bool(data.get("study", {}).get("quick")))
-        theory = theory_lines(theory_source(args), rows)
+        theory = theory_report.lines(theory_report.source(args), rows)
         f.write(page(data, drawn, figure_dir, expected, theory))
     print(f"[cross_field] report: {path}")
     return 0

@@ -168,3 +168,8 @@ def scaling_points(rows: list[dict], variant: str) -> list[tuple[float, Estimate
     mine = [r for r in rows if r["variant"] == variant]
     points += [(k[0], estimate(rs)) for k, rs in groups(mine, "k").items()]
     return sorted(points, key=lambda p: p[0])
+
+
+def base_age_rows(rows: list[dict]) -> list[dict]:
+    """The age-axis rows of the base sweeps (no "short" or "lr_x4" variant)."""
+    return [r for r in axis_rows(rows, "age") if r.get("variant", "base") == "base"]
