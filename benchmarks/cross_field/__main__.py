@@ -136,12 +136,7 @@ def run(args) -> int:
         print(f"[cross_field] {THEORY}: the toy and Baird's grids x {seeds} seeds", file=sys.stderr)
         results = theory.run(theory_path, seeds, layout=layout)
         for name, r in results["problems"].items():
-            a = r["agreement"]
-            print(
-                f"[cross_field] {THEORY}/{name}: measured and predicted agree at {a['agree']} "
-                f"of {a['both_decided']} decided cells ({r['measure_seconds']:.0f} s)",
-                file=sys.stderr,
-            )
+            print(f"[cross_field] {THEORY}/{theory.agreement_line(name, r)}", file=sys.stderr)
         print(f"[cross_field] {THEORY}: {theory_path}", file=sys.stderr)
     return 0
 

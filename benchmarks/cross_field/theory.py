@@ -532,6 +532,15 @@ RESULTS = os.path.join(
 )
 
 
+def agreement_line(name: str, problem: dict[str, Any]) -> str:
+    """One problem's result of `study` in a line: agreement and measuring time."""
+    a = problem["agreement"]
+    return (
+        f"{name}: measured and predicted agree at {a['agree']} of {a['both_decided']} "
+        f"decided cells ({problem['measure_seconds']:.0f} s)"
+    )
+
+
 def run(
     path: str,
     seeds: int = 5,
@@ -581,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"argument --landmark: {error}")
     results = run(args.json, args.seeds, landmarks, args.map, layout)
     for name, r in results["problems"].items():
-        print(f"{name}: {r['agreement']} in {r['measure_seconds']:.1f} s")
+        print(agreement_line(name, r))
     return 0
 
 
